@@ -1,0 +1,1 @@
+"""fer-edge workstation training pipeline (TensorFlow/Keras)."""

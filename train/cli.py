@@ -1,0 +1,188 @@
+"""``fer-train``: dataset statistics, training with resume, and evaluation reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from train.datasets import DatasetError, default_cache_dir, default_data_root, load_dataset
+
+log = logging.getLogger("fer-train")
+
+EPILOG = """examples:
+  fer-train stats --data ../shared/data --out reports/
+  fer-train fit --data ../shared/data --run-dir runs/fer_edge --out models/
+  fer-train fit --run-dir runs/fer_edge --resume --out models/     # continue a stopped run
+  fer-train fit --arch baseline_2block --name baseline_2block --epochs 40 --run-dir runs/b2 --out models/baselines
+  fer-train fit --dataset cew --arch eyenet --name eye_state --epochs 40 --run-dir runs/eyes --out models/
+  fer-train evaluate models/fer_edge.keras --data ../shared/data
+"""
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=None,
+                   help="data root holding fer2013/, ferplus/, eyes/cew/ (default: ../shared/data when present)")
+    p.add_argument("--dataset", default="fer2013", choices=["fer2013", "ferplus", "cew", "folders"],
+                   help="which data set to read (default: fer2013)")
+    p.add_argument("--path", type=Path, default=None,
+                   help="explicit file or folder for the data set (required for --dataset folders)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip malformed rows/images (reported with a count) instead of stopping")
+    p.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
+                   help="where decoded arrays are cached (default: %(default)s)")
+
+
+def _load(args: argparse.Namespace):
+    dataset = load_dataset(args.dataset, args.data, skip_bad=args.skip_bad, cache_dir=args.cache_dir, path=args.path)
+    if dataset.skipped:
+        log.warning("skipped %d bad row(s) or image(s) in %s", dataset.skipped, dataset.source)
+    return dataset
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fer-train",
+        description="Train and evaluate compact facial-expression (and eye-state) CNNs for fer-edge.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stats = sub.add_parser("stats", help="class counts per split, a class-distribution chart and a sample grid (PNG)")
+    _add_data_args(stats)
+    stats.add_argument("--out", type=Path, default=Path("reports"), help="folder for the PNGs (default: %(default)s)")
+
+    fit = sub.add_parser("fit", help="train a model (checkpoint every epoch; --resume continues)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_data_args(fit)
+    fit.add_argument("--arch", default="edgefer", help="architecture from the registry (fer-train archs)")
+    fit.add_argument("--name", default=None, help="model name; files are <out>/<name>.keras and .card.json")
+    fit.add_argument("--run-dir", type=Path, default=None, help="checkpoints and history (default: runs/<name>)")
+    fit.add_argument("--out", type=Path, default=Path("models"), help="where the selected model, card and report go")
+    fit.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last epoch")
+    fit.add_argument("--epochs", type=int, default=150)
+    fit.add_argument("--batch-size", type=int, default=64)
+    fit.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    fit.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
+    fit.add_argument("--weight-decay", type=float, default=5e-4)
+    fit.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine")
+    fit.add_argument("--warmup-epochs", type=int, default=3)
+    fit.add_argument("--label-smoothing", type=float, default=0.1)
+    fit.add_argument("--soft-labels", action="store_true", help="train on FER+ vote distributions (--dataset ferplus)")
+    fit.add_argument("--class-weight", choices=["none", "balanced", "sqrt"], default="none")
+    fit.add_argument("--patience", type=int, default=0, help="early stop after N epochs without a PublicTest gain")
+    fit.add_argument("--no-augment", action="store_true", help="turn augmentation off (debugging only)")
+    fit.add_argument("--seed", type=int, default=1234)
+    fit.add_argument("--limit", type=int, default=0, help="use only N training rows (smoke tests)")
+    fit.add_argument("--arch-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"widths": [48, 96, 160]}\'')
+
+    ev = sub.add_parser("evaluate", help="accuracy, per-class P/R/F1, macro-F1, confusion matrix (PNG+JSON)")
+    ev.add_argument("model", type=Path, help="a .keras model with its .card.json beside it")
+    _add_data_args(ev)
+    ev.add_argument("--split", default="PrivateTest", help="split to report on (default: %(default)s)")
+    ev.add_argument("--out", type=Path, default=None, help="report folder (default: beside the model)")
+    ev.add_argument("--tta-flip", action="store_true", help="also report flip-averaged accuracy (separately)")
+
+    sub.add_parser("archs", help="list the architectures in the registry with parameters and MACs")
+    return parser
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from train.report import class_distribution_png, sample_grid_png
+
+    dataset = _load(args)
+    counts = dataset.class_counts()
+    width = max(len(label) for label in dataset.labels)
+    print(f"{'class':<{width}}  " + "  ".join(f"{s:>11}" for s in counts))
+    for i, label in enumerate(dataset.labels):
+        print(f"{label:<{width}}  " + "  ".join(f"{counts[s][i]:>11}" for s in counts))
+    print(f"{'total':<{width}}  " + "  ".join(f"{sum(counts[s]):>11}" for s in counts))
+    for note in dataset.notes:
+        print(f"note: {note}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    dist = class_distribution_png(dataset, args.out / f"{dataset.name}_class_distribution.png")
+    grid = sample_grid_png(dataset, args.out / f"{dataset.name}_samples.png")
+    print(f"wrote {dist}\nwrote {grid}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from train.augment import AugmentConfig
+    from train.fit import FitConfig, card_for_run, export_model, train
+    from train.report import evaluate_and_report
+
+    name = args.name or ("eye_state" if args.dataset == "cew" else "fer_edge")
+    run_dir = args.run_dir or Path("runs") / name
+    cfg = FitConfig(
+        name=name, arch=args.arch, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        schedule=args.schedule, label_smoothing=args.label_smoothing, soft_labels=args.soft_labels,
+        class_weight=args.class_weight, patience=args.patience, seed=args.seed, limit=args.limit,
+        augment=AugmentConfig.none() if args.no_augment else AugmentConfig(), arch_kwargs=args.arch_kwargs,
+    )
+    if args.dataset == "cew" and not args.no_augment:
+        cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)
+    dataset = _load(args)
+    train(cfg, dataset, run_dir, resume=args.resume)
+    from train.fit import RunState
+
+    cfg_name = RunState(run_dir).data["config"]["name"]
+    out_model = args.out / f"{cfg_name}.keras"
+    model = export_model(run_dir, out_model)
+    card = card_for_run(run_dir, model, dataset)
+    evaluate_and_report(model, card, dataset, out_model, history_csv=run_dir / "history.csv")
+    print(f"wrote {out_model} and {out_model.with_suffix('').with_suffix('.card.json').name}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import keras
+
+    from edge.contract import ModelCard, card_path_for
+    from train.report import evaluate_and_report
+
+    if not args.model.is_file():
+        raise FileNotFoundError(f"{args.model}: model not found")
+    card = ModelCard.load(card_path_for(args.model))
+    model = keras.models.load_model(args.model, compile=False)
+    dataset = _load(args)
+    metrics = evaluate_and_report(model, card, dataset, args.model, splits=(args.split,), tta_flip=args.tta_flip,
+                                  out_dir=args.out, update_card=args.out is None)
+    print(json.dumps(metrics[args.split]["summary"], indent=2))
+    return 0
+
+
+def cmd_archs(_: argparse.Namespace) -> int:
+    from train.models import REGISTRY, build_model, count_macs
+
+    for name, spec in REGISTRY.items():
+        size = 24 if name == "eyenet" else 48
+        model = build_model(name, 7 if name != "eyenet" else 2, size)
+        print(f"{name:16s} {model.count_params():>9,d} params {count_macs(model) / 1e6:7.1f} MMAC  {spec.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "data", None) is None and getattr(args, "path", None) is None and args.command != "archs":
+        if args.dataset != "folders" and default_data_root() is None:
+            print("fer-train: no --data given and ../shared/data not found", file=sys.stderr)
+            return 2
+    commands = {"stats": cmd_stats, "fit": cmd_fit, "evaluate": cmd_evaluate, "archs": cmd_archs}
+    try:
+        return commands[args.command](args)
+    except (DatasetError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        print(f"fer-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""Training: tf.data input, augmentation, schedule, per-epoch checkpoints and ``--resume``.
+
+A run directory holds everything needed to continue a stopped run on another day or machine:
+``last.keras`` (model + optimizer state, saved every epoch), ``best.keras`` (best PublicTest
+accuracy so far), ``state.json`` (epoch, best score, the run's config) and ``history.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.contract import ModelCard
+from train.augment import AugmentConfig
+from train.datasets import Dataset, SplitData
+
+log = logging.getLogger(__name__)
+
+SELECT_SPLIT = "PublicTest"
+REPORT_SPLIT = "PrivateTest"
+
+
+@dataclass
+class FitConfig:
+    name: str = "fer_edge"
+    arch: str = "edgefer"
+    dataset: str = "fer2013"
+    epochs: int = 150
+    batch_size: int = 64
+    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 3
+    schedule: str = "cosine"  # cosine | plateau
+    label_smoothing: float = 0.1
+    soft_labels: bool = False  # FER+ vote distributions as targets
+    class_weight: str = "none"  # none | balanced | sqrt
+    patience: int = 0  # early stopping on PublicTest accuracy; 0 = off
+    seed: int = 1234
+    limit: int = 0  # use only the first N training rows (smoke tests); 0 = all
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FitConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        data = dict(data)
+        if "augment" in data and isinstance(data["augment"], dict):
+            aug = {k: tuple(v) if isinstance(v, list) else v for k, v in data["augment"].items()}
+            data["augment"] = AugmentConfig(**aug)
+        return cls(**data)
+
+
+def _targets(split: SplitData, num_classes: int, soft: bool) -> np.ndarray:
+    if soft and split.soft is not None:
+        return split.soft.astype(np.float32)
+    return np.eye(num_classes, dtype=np.float32)[split.labels]
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    counts = np.maximum(counts, 1.0)
+    if mode == "none":
+        return np.ones(num_classes, np.float32)
+    weights = counts.sum() / (num_classes * counts)
+    if mode == "sqrt":
+        weights = np.sqrt(weights)
+    elif mode != "balanced":
+        raise ValueError(f"class_weight must be none, balanced or sqrt, not {mode!r}")
+    return (weights / weights[np.argmax(counts)] if mode == "sqrt" else weights).astype(np.float32)
+
+
+def make_tf_dataset(images, targets, weights, batch_size: int, *, training: bool, augment: AugmentConfig, seed: int):
+    import tensorflow as tf
+
+    from train.augment import augment_batch
+
+    ds = tf.data.Dataset.from_tensor_slices((images, targets, weights))
+    if training:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=training)
+
+    def prepare(x, y, w):
+        x = tf.cast(x, tf.float32)[..., None]
+        if training:
+            x = augment_batch(x, augment)
+        return x, y, w
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _register_schedule():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="fer_edge")
+    class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+        """Linear warm-up, then cosine decay to ``floor * peak`` at ``total_steps``."""
+
+        def __init__(self, peak: float, warmup_steps: int, total_steps: int, floor: float = 0.0):
+            self.peak, self.warmup_steps, self.total_steps, self.floor = peak, warmup_steps, total_steps, floor
+
+        def __call__(self, step):
+            step = keras.ops.cast(step, "float32")
+            warm = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
+            progress = keras.ops.clip((step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1), 0, 1)
+            cosine = self.peak * (self.floor + (1 - self.floor) * 0.5 * (1 + keras.ops.cos(math.pi * progress)))
+            return keras.ops.where(step < self.warmup_steps, warm, cosine)
+
+        def get_config(self):
+            return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                    "total_steps": self.total_steps, "floor": self.floor}
+
+    return WarmupCosine
+
+
+WarmupCosine = None  # set on first use (needs keras imported)
+
+
+def _optimizer(cfg: FitConfig, steps_per_epoch: int):
+    import keras
+
+    global WarmupCosine
+    if WarmupCosine is None:
+        WarmupCosine = _register_schedule()
+    if cfg.schedule == "cosine":
+        lr = WarmupCosine(cfg.lr, cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
+    elif cfg.schedule == "plateau":
+        lr = cfg.lr
+    else:
+        raise ValueError(f"schedule must be cosine or plateau, not {cfg.schedule!r}")
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be sgd or adamw, not {cfg.optimizer!r}")
+
+
+def _strategy():
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if len(gpus) > 1:
+        log.info("training on %d GPUs (MirroredStrategy, mixed precision)", len(gpus))
+        return tf.distribute.MirroredStrategy()
+    log.info("training on %s", "1 GPU (mixed precision)" if gpus else f"CPU ({os.cpu_count()} cores)")
+    return tf.distribute.get_strategy()
+
+
+class RunState:
+    """Reads and writes ``state.json`` in the run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "state.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def save(self, **updates: Any) -> None:
+        self.data.update(updates)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        tmp.replace(self.path)
+
+
+def _epoch_callback(run_dir: Path, state: RunState, patience: int):
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """Saves last.keras every epoch and best.keras on a new best PublicTest accuracy."""
+
+        def __init__(self):
+            super().__init__()
+            self.best = float(state.data.get("best_val_accuracy", -1.0))
+            self.best_epoch = int(state.data.get("best_epoch", -1))
+            self.epoch_started = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            seconds = time.monotonic() - self.epoch_started
+            acc = float(logs.get("val_accuracy", -1.0))
+            if acc > self.best:
+                self.best, self.best_epoch = acc, epoch + 1
+                self.model.save(run_dir / "best.tmp.keras")
+                (run_dir / "best.tmp.keras").replace(run_dir / "best.keras")
+            self.model.save(run_dir / "last.tmp.keras")
+            (run_dir / "last.tmp.keras").replace(run_dir / "last.keras")
+            times = state.data.get("epoch_seconds", []) + [round(seconds, 1)]
+            state.save(epoch=epoch + 1, best_val_accuracy=self.best, best_epoch=self.best_epoch, epoch_seconds=times)
+            log.info("epoch %d: val_accuracy %.4f (best %.4f at %d), %.0f s",
+                     epoch + 1, acc, self.best, self.best_epoch, seconds)
+            if patience and epoch + 1 - self.best_epoch >= patience:
+                log.info("early stop: no PublicTest improvement for %d epochs", patience)
+                self.model.stop_training = True
+
+    return EpochCheckpoint()
+
+
+def train(
+    cfg: FitConfig,
+    dataset: Dataset,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    verbose: int | None = None,
+) -> Path:
+    """Train (or continue) a run. Returns the run directory; ``best.keras`` holds the selected model."""
+    import keras
+    import tensorflow as tf
+
+    from train.models import build_model
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = RunState(run_dir)
+    if resume:
+        if not (run_dir / "last.keras").is_file():
+            raise FileNotFoundError(f"{run_dir}: nothing to resume (no last.keras); start without --resume")
+        saved = FitConfig.from_dict(state.data["config"])
+        if saved.to_dict() != cfg.to_dict():
+            log.info("resuming with the run's saved config (command-line options ignored)")
+        cfg = saved
+    elif (run_dir / "last.keras").is_file():
+        raise FileExistsError(f"{run_dir}: a run exists here; pass --resume to continue it or choose another --run-dir")
+
+    keras.utils.set_random_seed(cfg.seed)
+    num_classes = len(dataset.labels)
+    train_split = dataset.split("Training")
+    select_split = dataset.split(SELECT_SPLIT)
+    if cfg.limit:
+        rng = np.random.default_rng(cfg.seed)
+        pick = rng.permutation(len(train_split))[: cfg.limit]
+        train_split = SplitData(train_split.images[pick], train_split.labels[pick],
+                                None if train_split.soft is None else train_split.soft[pick])
+    weights = class_weights(train_split.labels, num_classes, cfg.class_weight)
+    train_ds = make_tf_dataset(
+        train_split.images, _targets(train_split, num_classes, cfg.soft_labels), weights[train_split.labels],
+        cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed,
+    )
+    val_ds = make_tf_dataset(
+        select_split.images, _targets(select_split, num_classes, False), np.ones(len(select_split), np.float32),
+        256, training=False, augment=cfg.augment, seed=cfg.seed,
+    )
+    steps_per_epoch = len(train_split) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch size {cfg.batch_size} exceeds the {len(train_split)} training rows")
+
+    strategy = _strategy()
+    with strategy.scope():
+        if resume:
+            _optimizer(cfg, steps_per_epoch)  # registers the schedule class for deserialization
+            model = keras.models.load_model(run_dir / "last.keras")
+            initial_epoch = int(state.data["epoch"])
+            log.info("resuming %s at epoch %d of %d", run_dir, initial_epoch, cfg.epochs)
+        else:
+            model = build_model(cfg.arch, num_classes, dataset.splits["Training"].images.shape[1], **cfg.arch_kwargs)
+            model.compile(
+                optimizer=_optimizer(cfg, steps_per_epoch),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+                metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            )
+            initial_epoch = 0
+            state.save(config=cfg.to_dict(), epoch=0, labels=list(dataset.labels), dataset=dataset.name,
+                       source=dataset.source, parameters=int(model.count_params()),
+                       started=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       device="GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}")
+    if initial_epoch >= cfg.epochs:
+        log.info("run already finished (%d epochs)", initial_epoch)
+        return run_dir
+
+    callbacks = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+                 _epoch_callback(run_dir, state, cfg.patience)]
+    if cfg.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=8, mode="max"))
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+              callbacks=callbacks, verbose=verbose)
+    state.save(finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    return run_dir
+
+
+def export_model(run_dir: Path, out_path: Path) -> Any:
+    """Load ``best.keras`` and save an inference-only copy (no optimizer state) at ``out_path``."""
+    import keras
+
+    global WarmupCosine
+    if WarmupCosine is None:
+        WarmupCosine = _register_schedule()
+    trained = keras.models.load_model(run_dir / "best.keras", compile=False)
+    clean = keras.models.clone_model(trained)
+    clean.set_weights(trained.get_weights())
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    clean.save(out_path)
+    return clean
+
+
+def card_for_run(run_dir: Path, model, dataset: Dataset) -> ModelCard:
+    from edge.contract import InputSpec
+    from train.models import count_macs
+
+    state = RunState(run_dir).data
+    cfg = state["config"]
+    size = int(model.input_shape[1])
+    return ModelCard(
+        name=cfg["name"],
+        architecture=cfg["arch"],
+        labels=list(dataset.labels),
+        input=InputSpec(height=size, width=size),
+        parameters=int(model.count_params()),
+        task="eye_state" if dataset.name == "cew" else "expression",
+        data={"dataset": dataset.name, "source": Path(dataset.source).name, "train_split": "Training",
+              "select_split": SELECT_SPLIT, "report_split": REPORT_SPLIT if REPORT_SPLIT in dataset.splits else None,
+              "counts": dataset.class_counts()},
+        training={"config": cfg, "epochs_run": state.get("epoch"), "best_epoch": state.get("best_epoch"),
+                  "epoch_seconds_median": float(np.median(state["epoch_seconds"])) if state.get("epoch_seconds") else None,
+                  "device": state.get("device"), "macs": count_macs(model)},
+    )
