@@ -20,7 +20,7 @@ from typing import Any
 # FER2013 label order (the `emotion` column of the Kaggle CSV). Never reorder.
 FER2013_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 # FER+ adds contempt; we keep FER2013's indices and append it so 0-6 mean the same in both.
-FERPLUS_LABELS: tuple[str, ...] = FER2013_LABELS + ("contempt",)
+FERPLUS_LABELS: tuple[str, ...] = (*FER2013_LABELS, "contempt")
 EYE_STATE_LABELS: tuple[str, ...] = ("closed", "open")
 
 FACE_INPUT_SIZE = 48

@@ -10,8 +10,8 @@ from edge.contract import (
     FERPLUS_LABELS,
     ModelCard,
     ModelCardError,
-    card_path_for,
     canonical_label,
+    card_path_for,
     sha256_file,
     verify_artifact,
 )
@@ -60,7 +60,7 @@ def test_card_errors_name_file_and_field(tmp_path: Path):
     with pytest.raises(ModelCardError, match=r"bad\.card\.json: not valid JSON"):
         ModelCard.load(bad)
     bad.write_text(json.dumps({"name": "x", "architecture": "y"}))
-    with pytest.raises(ModelCardError, match="lacks field.*labels"):
+    with pytest.raises(ModelCardError, match=r"lacks field.*labels"):
         ModelCard.load(bad)
 
 

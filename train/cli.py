@@ -172,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if getattr(args, "data", None) is None and getattr(args, "path", None) is None and args.command != "archs":
-        if args.dataset != "folders" and default_data_root() is None:
-            print("fer-train: no --data given and ../shared/data not found", file=sys.stderr)
-            return 2
+    no_data_given = getattr(args, "data", None) is None and getattr(args, "path", None) is None
+    if no_data_given and args.command != "archs" and args.dataset != "folders" and default_data_root() is None:
+        print("fer-train: no --data given and ../shared/data not found", file=sys.stderr)
+        return 2
     commands = {"stats": cmd_stats, "fit": cmd_fit, "evaluate": cmd_evaluate, "archs": cmd_archs}
     try:
         return commands[args.command](args)

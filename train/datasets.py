@@ -132,8 +132,7 @@ def _iter_fer2013_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         need = {"emotion", "pixels", "Usage"}
         if reader.fieldnames is None or not need.issubset(reader.fieldnames):
             raise DatasetError(f"{path}: header must contain {sorted(need)}, found {reader.fieldnames}")
-        for index, row in enumerate(reader):
-            yield index, row
+        yield from enumerate(reader)
 
 
 def load_fer2013_csv(
@@ -378,7 +377,7 @@ def _load_cached(path: Path, name: str, labels: tuple[str, ...], source: str) ->
             s: SplitData(
                 images=data[f"{s}_images"],
                 labels=data[f"{s}_labels"],
-                rows=data[f"{s}_rows"] if f"{s}_rows" in data else None,
+                rows=data.get(f"{s}_rows", None),
             )
             for s in SPLITS
             if f"{s}_images" in data

@@ -203,7 +203,7 @@ def _epoch_callback(run_dir: Path, state: RunState, patience: int):
                 (run_dir / "best.tmp.keras").replace(run_dir / "best.keras")
             self.model.save(run_dir / "last.tmp.keras")
             (run_dir / "last.tmp.keras").replace(run_dir / "last.keras")
-            times = state.data.get("epoch_seconds", []) + [round(seconds, 1)]
+            times = [*state.data.get("epoch_seconds", []), round(seconds, 1)]
             state.save(epoch=epoch + 1, best_val_accuracy=self.best, best_epoch=self.best_epoch, epoch_seconds=times)
             log.info("epoch %d: val_accuracy %.4f (best %.4f at %d), %.0f s",
                      epoch + 1, acc, self.best, self.best_epoch, seconds)
@@ -331,6 +331,7 @@ def card_for_run(run_dir: Path, model, dataset: Dataset) -> ModelCard:
               "select_split": SELECT_SPLIT, "report_split": REPORT_SPLIT if REPORT_SPLIT in dataset.splits else None,
               "counts": dataset.class_counts()},
         training={"config": cfg, "epochs_run": state.get("epoch"), "best_epoch": state.get("best_epoch"),
-                  "epoch_seconds_median": float(np.median(state["epoch_seconds"])) if state.get("epoch_seconds") else None,
+                  "epoch_seconds_median": float(np.median(state["epoch_seconds"])) if state.get("epoch_seconds")
+                  else None,
                   "device": state.get("device"), "macs": count_macs(model)},
     )

@@ -19,7 +19,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str] | tuple[str, ...]) -> dict[str, Any]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str] | tuple[str, ...]
+) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support, macro and weighted F1, confusion matrix.
 
     A class never predicted has precision 0 (and F1 0), as scikit-learn's ``zero_division=0``.

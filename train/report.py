@@ -76,7 +76,8 @@ def curves_png(history_csv: Path, path: Path, title: str) -> Path:
             ax1.plot(hist["epoch"], hist[key], style, label=key)
     for key, style in (("accuracy", "-"), ("val_accuracy", "--")):
         if key in hist:
-            ax2.plot(hist["epoch"], hist[key], style, label=key.replace("val_", "PublicTest ").replace("accuracy", "acc"))
+            label = key.replace("val_", "PublicTest ").replace("accuracy", "acc")
+            ax2.plot(hist["epoch"], hist[key], style, label=label)
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
     ax2.set_xlabel("epoch")

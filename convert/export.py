@@ -1,0 +1,88 @@
+"""Keras model -> full-integer int8 TFLite, float16/float32 TFLite, and ONNX (tf2onnx)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TFLITE_MODES = ("int8", "float16", "float32")
+
+
+def representative_set(images: np.ndarray, labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """A class-stratified sample of real training faces for int8 calibration.
+
+    Each class gets an equal share (or all its images when it has fewer), so rare classes such as
+    disgust still shape the activation ranges. Returns uint8 (N, H, W).
+    """
+    if size <= 0:
+        raise ValueError("calibration size must be positive")
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = max(1, size // len(classes))
+    picks = []
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        picks.append(rng.choice(idx, size=min(per_class, idx.size), replace=False))
+    chosen = np.concatenate(picks)
+    if chosen.size < size:
+        rest = np.setdiff1d(np.arange(len(labels)), chosen)
+        chosen = np.concatenate([chosen, rng.choice(rest, size=min(size - chosen.size, rest.size), replace=False)])
+    return images[rng.permutation(chosen)]
+
+
+def to_tflite(model, mode: str, representative: np.ndarray | None = None) -> bytes:
+    """Convert with ``TFLiteConverter.from_keras_model`` (``from_concrete_functions`` is broken on Keras 3).
+
+    int8: builtins-int8 only, uint8 input (raw 0-255 pixels map to themselves: scale 1, zero point 0
+    when the calibration data spans 0-255) and uint8 output.
+    """
+    import tensorflow as tf
+
+    if mode not in TFLITE_MODES:
+        raise ValueError(f"mode must be one of {TFLITE_MODES}, not {mode!r}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "int8":
+        if representative is None or len(representative) == 0:
+            raise ValueError("int8 conversion needs a representative set of real faces")
+        samples = representative.astype(np.float32)[..., None].copy()
+        # Pin the input range to exactly 0-255 so the uint8 input quantizes with scale 1, zero point 0:
+        # raw camera pixels then go in unchanged, whatever range the calibration faces happen to span.
+        samples[0, 0, 0, 0], samples[0, 0, 1, 0] = 0.0, 255.0
+
+        def gen() -> Iterator[list[np.ndarray]]:
+            for i in range(len(samples)):
+                yield [samples[i : i + 1]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    return converter.convert()
+
+
+def to_onnx(model, path: Path, opset: int = 17) -> Path:
+    """Export through tf2onnx with the input named ``image`` (float32 NHWC, raw 0-255)."""
+    import tensorflow as tf
+    import tf2onnx
+
+    if not 13 <= opset <= 18:
+        raise ValueError(f"ONNX opset must be 13-18, not {opset}")
+    size = model.input_shape[1:]
+    spec = [tf.TensorSpec((None, *size), tf.float32, name="image")]
+    with tempfile.TemporaryDirectory():
+        tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset, output_path=os.fspath(path))
+    import onnx
+
+    onnx.checker.check_model(onnx.load(os.fspath(path)))
+    return path

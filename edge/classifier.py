@@ -1,0 +1,170 @@
+"""Classifier back-ends: LiteRT (ai-edge-litert), tflite-runtime, and onnxruntime.
+
+The interpreter is created once and reused for every face. All back-ends take uint8 grey crops of
+the model's input size, raw 0-255, shape (N, H, W) or (H, W), and return float32 probabilities
+(N, C); quantization and dtype handling stay inside this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge.contract import ModelCard, ModelCardError, card_path_for
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, corrupt, or no runtime can load it."""
+
+
+class Classifier(Protocol):
+    backend: str
+    input_size: tuple[int, int]
+    num_classes: int
+
+    def predict(self, crops: np.ndarray) -> np.ndarray: ...
+
+
+def _interpreter_class():
+    """LiteRT first; tflite-runtime is the fallback (numpy<2, far slower int8)."""
+    candidates = (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime"))
+    for module, name in candidates:
+        try:
+            return importlib.import_module(module).Interpreter, name
+        except ImportError:
+            continue
+    raise ModelLoadError("no TFLite runtime installed: pip install ai-edge-litert (64-bit OS) or tflite-runtime")
+
+
+class TFLiteClassifier:
+    def __init__(self, path: str | Path, num_threads: int = 1):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: model file not found")
+        interpreter_cls, self.backend = _interpreter_class()
+        try:
+            self._interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{path}: not a loadable TFLite model ({exc})") from None
+        self.path = path
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self._in_dtype, self._out_dtype = inp["dtype"], out["dtype"]
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_scale, self._out_zero = out["quantization"]
+        _, h, w, c = inp["shape"]
+        if c != 1:
+            raise ModelLoadError(f"{path}: expected a 1-channel grey input, model has {c} channels")
+        self.input_size = (int(h), int(w))
+        self.num_classes = int(out["shape"][-1])
+        self._batch = int(inp["shape"][0])
+
+    @property
+    def quantized(self) -> bool:
+        return self._in_dtype in (np.uint8, np.int8)
+
+    def _prepare(self, crops: np.ndarray) -> np.ndarray:
+        x = crops.astype(np.float32)[..., None]
+        if self._in_dtype == np.uint8 and self._in_scale == 1.0 and self._in_zero == 0:
+            return crops.astype(np.uint8)[..., None]  # raw pixels are already the quantized values
+        if self._in_dtype in (np.uint8, np.int8):
+            info = np.iinfo(self._in_dtype)
+            q = np.round(x / self._in_scale + self._in_zero)
+            return np.clip(q, info.min, info.max).astype(self._in_dtype)
+        return x.astype(self._in_dtype)
+
+    def raw_predict(self, crops: np.ndarray) -> np.ndarray:
+        """The output tensor as stored (quantized integers for int8 models), shape (N, C)."""
+        crops = _as_batch(crops, self.input_size)
+        x = self._prepare(crops)
+        out = np.empty((len(x), self.num_classes), dtype=self._out_dtype)
+        if len(x) != self._batch:
+            self._interpreter.resize_tensor_input(self._in_index, [len(x), *self.input_size, 1])
+            self._interpreter.allocate_tensors()
+            self._batch = len(x)
+        self._interpreter.set_tensor(self._in_index, x)
+        self._interpreter.invoke()
+        out[:] = self._interpreter.get_tensor(self._out_index)
+        return out
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        raw = self.raw_predict(crops)
+        if self._out_dtype in (np.uint8, np.int8):
+            return ((raw.astype(np.float32) - self._out_zero) * self._out_scale).astype(np.float32)
+        return raw.astype(np.float32)
+
+
+class OnnxClassifier:
+    def __init__(self, path: str | Path, num_threads: int = 1):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: model file not found")
+        try:
+            ort = importlib.import_module("onnxruntime")
+        except ImportError:
+            raise ModelLoadError("onnxruntime is not installed: pip install fer-edge[onnx]") from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from None
+        self.backend = "onnxruntime"
+        self.path = path
+        inp = self._session.get_inputs()[0]
+        self._input_name = inp.name
+        _, h, w, _ = inp.shape
+        self.input_size = (int(h), int(w))
+        self.num_classes = int(self._session.get_outputs()[0].shape[-1])
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        crops = _as_batch(crops, self.input_size)
+        x = crops.astype(np.float32)[..., None]
+        return np.asarray(self._session.run(None, {self._input_name: x})[0], dtype=np.float32)
+
+
+def _as_batch(crops: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    crops = np.asarray(crops)
+    if crops.ndim == 2:
+        crops = crops[None]
+    if crops.ndim == 4 and crops.shape[-1] == 1:
+        crops = crops[..., 0]
+    if crops.ndim != 3 or crops.shape[1:] != size:
+        raise ValueError(f"expected grey crops of shape (N, {size[0]}, {size[1]}), got {crops.shape}")
+    return crops
+
+
+def load_classifier(path: str | Path, num_threads: int = 1, backend: str = "auto") -> Classifier:
+    """Open a ``.tflite`` or ``.onnx`` model; ``backend`` is auto, tflite or onnx."""
+    path = Path(path)
+    kind = backend if backend != "auto" else ("onnx" if path.suffix == ".onnx" else "tflite")
+    if kind == "onnx":
+        return OnnxClassifier(path, num_threads)
+    if kind == "tflite":
+        return TFLiteClassifier(path, num_threads)
+    raise ValueError(f"unknown classifier backend {backend!r} (auto, tflite or onnx)")
+
+
+def load_model_with_card(path: str | Path, num_threads: int = 1, backend: str = "auto") -> tuple[Classifier, ModelCard]:
+    """Load a model and its card; the labels come from the card and must match the model's outputs."""
+    path = Path(path)
+    card_file = card_path_for(path)
+    card = ModelCard.load(card_file)
+    classifier = load_classifier(path, num_threads, backend)
+    if classifier.num_classes != len(card.labels):
+        raise ModelCardError(
+            f"{card_file}: card lists {len(card.labels)} labels but {path.name} has {classifier.num_classes} outputs"
+        )
+    if classifier.input_size != (card.input.height, card.input.width):
+        raise ModelCardError(f"{card_file}: card input {card.input.height}x{card.input.width} differs from "
+                             f"{path.name}'s {classifier.input_size[0]}x{classifier.input_size[1]}")
+    return classifier, card

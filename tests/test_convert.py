@@ -1,0 +1,141 @@
+"""Conversion of a tiny model trained in the test: int8/float TFLite, ONNX, parity, card, golden."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import fer_rows
+
+from edge.classifier import TFLiteClassifier, load_classifier, load_model_with_card
+from edge.contract import ModelCard, sha256_file, verify_artifact
+from edge.golden import check_golden, golden_inputs
+
+pytestmark = pytest.mark.slow
+
+# The 10 KB test model is scored on 140 faces: one flipped near-tie is 0.7 pp. The shipped model is held
+# to the defaults (1.0 pp, 0.98) by its committed parity report and scripts/bench_accuracy.py.
+TINY_THRESHOLDS = ["--max-int8-drop", "3.0", "--min-agreement", "0.95"]
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_model_dir: Path, tmp_path_factory) -> Path:
+    from convert.cli import main
+
+    out = tmp_path_factory.mktemp("converted")
+    for f in (tiny_model_dir / "models").iterdir():
+        shutil.copy(f, out)
+    code = main([str(out / "tiny.keras"), "--data", str(tiny_model_dir / "data"), "--calibration-size", "140",
+                 "--latency-runs", "20", "--cache-dir", str(out / "cache"), *TINY_THRESHOLDS])
+    assert code == 0
+    return out
+
+
+def test_all_artifacts_written_and_hashed_in_card(converted: Path):
+    card = ModelCard.load(converted / "tiny.card.json")
+    for key in ("keras", "float32", "float16", "int8", "onnx", "golden"):
+        path = verify_artifact(card, converted, key)
+        assert card.artifacts[key]["sha256"] == sha256_file(path)
+        assert card.artifacts[key]["bytes"] == path.stat().st_size
+    report = json.loads((converted / "tiny.parity.json").read_text())
+    assert report["violations"] == [] and report["split"] == "PrivateTest"
+    assert {r["artifact"] for r in report["artifacts"]} == {"keras", "float32", "float16", "int8", "onnx"}
+    assert "| int8 |" in (converted / "tiny.parity.md").read_text()
+    assert card.metrics["parity"]["int8"]["agreement_with_keras"] >= 0.95
+
+
+def test_int8_is_full_integer_with_raw_pixel_input(converted: Path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(converted / "tiny_int8.tflite"))
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    assert inp["dtype"] == np.uint8 and out["dtype"] == np.uint8
+    assert inp["quantization"] == (1.0, 0)  # raw 0-255 pixels are the quantized values
+    float_ops = [d for d in interp.get_tensor_details() if d["dtype"] == np.float32]
+    assert float_ops == [], [d["name"] for d in float_ops]
+
+
+def test_int8_agrees_with_keras_on_structured_inputs(converted: Path):
+    import keras
+
+    model = keras.models.load_model(converted / "tiny.keras")
+    rng = np.random.default_rng(7)
+    from conftest import pattern_face
+
+    images = np.stack([pattern_face(i % 7, rng) for i in range(140)])
+    keras_top = model.predict(images[..., None].astype(np.float32), verbose=0).argmax(1)
+    int8_top = TFLiteClassifier(converted / "tiny_int8.tflite").predict(images).argmax(1)
+    assert np.mean(keras_top == int8_top) >= 0.95
+
+
+def test_onnx_matches_keras_with_onnxruntime(converted: Path):
+    import keras
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(converted / "tiny.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].name == "image"
+    model = keras.models.load_model(converted / "tiny.keras")
+    x = np.stack([img for _, img, _ in fer_rows({"PrivateTest": 21}, seed=3)])[..., None].astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    got = session.run(None, {"image": x})[0]
+    assert np.allclose(got, expected, atol=1e-5)
+    assert np.allclose(load_classifier(converted / "tiny.onnx").predict(x[..., 0]), expected, atol=1e-5)
+
+
+def test_golden_file_reproduces_with_the_edge_runtime(converted: Path):
+    classifier = TFLiteClassifier(converted / "tiny_int8.tflite")
+    assert check_golden(classifier, converted / "tiny.golden.csv", tolerance=0) == []
+    # A changed expectation is caught.
+    lines = (converted / "tiny.golden.csv").read_text().splitlines()
+    name, cls, scores = lines[1].split(",")
+    bumped = " ".join(str(int(v) + 5) for v in scores.split())
+    broken = converted / "broken.golden.csv"
+    broken.write_text("\n".join([lines[0], f"{name},{cls},{bumped}", *lines[2:]]) + "\n")
+    problems = check_golden(classifier, broken)
+    assert len(problems) == 1 and problems[0].startswith(name)
+    assert set(golden_inputs()) >= {"black", "face_smile"}
+
+
+def test_model_and_card_load_together(converted: Path):
+    classifier, card = load_model_with_card(converted / "tiny_int8.tflite")
+    assert classifier.num_classes == len(card.labels) == 7
+
+
+def test_threshold_violation_exits_nonzero_naming_it(converted: Path, tiny_model_dir: Path, tmp_path, capsys):
+    """The gate: a calibration set with no contrast at all and a zero-tolerance threshold must fail.
+
+    The 10 KB stripe model is too robust for bad calibration alone to break it (measured: black, grey,
+    noise and low-contrast sets all keep >= 0.97 agreement), so the test tightens the thresholds; the
+    real model's sensitivity to calibration is measured by scripts/bench_accuracy.py.
+    """
+    from convert.cli import main
+
+    for f in ("tiny.keras", "tiny.card.json"):
+        shutil.copy(converted / f, tmp_path)
+    black = tmp_path / "black.npy"
+    np.save(black, np.zeros((64, 48, 48), np.uint8))
+    code = main([str(tmp_path / "tiny.keras"), "--data", str(tiny_model_dir / "data"), "--no-onnx",
+                 "--calibration-data", str(black), "--latency-runs", "5", "--cache-dir", str(tmp_path / "c"),
+                 "--min-agreement", "1.0", "--max-int8-drop", "0.0"])
+    report = json.loads((tmp_path / "tiny.parity.json").read_text())
+    int8 = next(r for r in report["artifacts"] if r["artifact"] == "int8")
+    assert int8["agreement_with_keras"] < 1.0, int8
+    assert code == 3
+    assert "threshold violated: int8 top-1 agreement" in capsys.readouterr().err
+    assert report["violations"] and report["calibration"]["source"].endswith("black.npy")
+    bad_shape = tmp_path / "bad.npy"
+    np.save(bad_shape, np.zeros((4, 24, 24), np.uint8))
+    assert main([str(tmp_path / "tiny.keras"), "--data", str(tiny_model_dir / "data"),
+                 "--calibration-data", str(bad_shape), "--cache-dir", str(tmp_path / "c")]) == 2
+    assert "calibration faces must be uint8 (N, 48, 48)" in capsys.readouterr().err
+
+
+def test_convert_cli_input_errors(tmp_path, capsys):
+    from convert.cli import main
+
+    assert main([str(tmp_path / "missing.keras")]) == 2
+    assert "missing.keras: model not found" in capsys.readouterr().err
+    (tmp_path / "m.keras").write_bytes(b"junk")
+    assert main([str(tmp_path / "m.keras")]) == 2
+    assert "m.card.json: model card not found" in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""Training on tiny generated data: a loadable model with a card, resume, the CLI, the registry."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import fer_rows, write_fer_csv
+
+from edge.contract import FER2013_LABELS, ModelCard, sha256_file
+from train.augment import AugmentConfig
+from train.datasets import load_fer2013_csv
+
+pytestmark = pytest.mark.slow
+
+from conftest import TINY_ARCH  # noqa: E402
+
+
+def _cli(*args: str) -> int:
+    from train.cli import main
+
+    return main(list(args))
+
+
+def test_registry_sizes():
+    from train.models import REGISTRY, build_model, count_macs
+
+    edge = build_model("edgefer", 7)
+    assert edge.count_params() <= 1_000_000
+    assert edge.input_shape == (None, 48, 48, 1)
+    assert count_macs(edge) < 100e6
+    assert 50_000 < build_model("mini_xception", 7).count_params() < 70_000
+    assert {"edgefer", "mini_xception", "baseline_2block", "baseline_5conv", "eyenet"} <= set(REGISTRY)
+    with pytest.raises(KeyError, match="unknown architecture 'nope'"):
+        build_model("nope", 7)
+
+
+def test_normalization_is_inside_the_graph():
+    from train.models import build_model
+
+    model = build_model("edgefer", 7)
+    normalize = model.get_layer("normalize")
+    out = normalize(np.array([[[[0.0]], [[255.0]]]], dtype=np.float32))
+    assert np.allclose(np.asarray(out).ravel(), [-1.0, 1.0])
+
+
+def test_augmentation_keeps_shape_and_range():
+    import tensorflow as tf
+
+    from train.augment import augment_batch
+
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (16, 48, 48, 1)).astype(np.float32))
+    y = augment_batch(x, AugmentConfig()).numpy()
+    assert y.shape == x.shape and y.min() >= 0.0 and y.max() <= 255.0
+    assert not np.allclose(x.numpy(), y)
+    same = augment_batch(x, AugmentConfig.none()).numpy()
+    assert np.allclose(same, x.numpy(), atol=1e-3)  # identity transform when everything is off
+
+
+def test_fit_cli_writes_model_card_report_and_resumes(tmp_path: Path):
+    import keras
+
+    data = tmp_path / "data" / "fer2013"
+    data.mkdir(parents=True)
+    write_fer_csv(data / "fer2013.csv.gz", rows=fer_rows({"Training": 140, "PublicTest": 28, "PrivateTest": 28}))
+    run_dir, out = tmp_path / "run", tmp_path / "models"
+    common = ["fit", "--data", str(tmp_path / "data"), "--run-dir", str(run_dir), "--out", str(out),
+              "--name", "tiny", "--batch-size", "16", "--lr", "0.02", "--warmup-epochs", "0",
+              "--arch-kwargs", json.dumps(TINY_ARCH), "--cache-dir", str(tmp_path / "cache")]
+    assert _cli(*common, "--epochs", "1") == 0
+
+    card = ModelCard.load(out / "tiny.card.json")
+    assert card.labels == list(FER2013_LABELS)
+    assert card.architecture == "edgefer" and card.parameters > 0
+    assert card.data["select_split"] == "PublicTest" and card.data["report_split"] == "PrivateTest"
+    assert card.artifacts["keras"]["sha256"] == sha256_file(out / "tiny.keras")
+    assert set(card.metrics["keras"]) == {"PublicTest", "PrivateTest"}
+    for name in ("tiny.metrics.json", "tiny.confusion_PrivateTest.png", "tiny.curves.png"):
+        assert (out / name).is_file(), name
+    model = keras.models.load_model(out / "tiny.keras")
+    probs = model.predict(np.zeros((2, 48, 48, 1), np.float32), verbose=0)
+    assert probs.shape == (2, 7) and np.allclose(probs.sum(1), 1.0, atol=1e-4)
+
+    # A second plain start must not clobber the run; --resume continues it.
+    assert _cli(*common, "--epochs", "1") == 2
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 1
+    state["config"]["epochs"] = 3  # as if the run had been started for 3 epochs and stopped after 1
+    (run_dir / "state.json").write_text(json.dumps(state))
+    assert _cli(*common, "--resume") == 0
+    with open(run_dir / "history.csv") as fh:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(fh)]
+    assert epochs == [0, 1, 2]
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 3
+
+
+def test_training_learns_the_synthetic_task(tmp_path: Path):
+    from train.fit import FitConfig, train
+
+    path = write_fer_csv(tmp_path / "f.csv", rows=fer_rows({"Training": 280, "PublicTest": 70, "PrivateTest": 7}))
+    dataset = load_fer2013_csv(path)
+    cfg = FitConfig(epochs=6, batch_size=16, lr=0.02, warmup_epochs=0, label_smoothing=0.0,
+                    augment=AugmentConfig(max_rotation_deg=5, max_shift=0.02, erase_prob=0.0, flip=False),
+                    arch_kwargs=TINY_ARCH)
+    run_dir = train(cfg, dataset, tmp_path / "run", verbose=0)
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["best_val_accuracy"] > 0.6  # chance is 1/7
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path: Path, fer_csv: Path):
+    from train.fit import FitConfig, train
+
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(FitConfig(), load_fer2013_csv(fer_csv), tmp_path / "empty", resume=True)
+
+
+def test_stats_cli_prints_counts_and_writes_pngs(tmp_path: Path, capsys):
+    data = tmp_path / "data" / "fer2013"
+    data.mkdir(parents=True)
+    write_fer_csv(data / "fer2013.csv.gz")
+    assert _cli("stats", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "r"),
+                "--cache-dir", str(tmp_path / "c")) == 0
+    out = capsys.readouterr().out
+    assert "happy" in out and "Training" in out and "total" in out
+    assert (tmp_path / "r" / "fer2013_class_distribution.png").stat().st_size > 1000
+    assert (tmp_path / "r" / "fer2013_samples.png").stat().st_size > 1000
+
+
+def test_cli_reports_bad_data_without_traceback(tmp_path: Path, capsys):
+    data = tmp_path / "data" / "fer2013"
+    data.mkdir(parents=True)
+    write_fer_csv(data / "fer2013.csv.gz", extra_lines=["1,1 2 3,Training"])
+    code = _cli("stats", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "r"), "--cache-dir",
+                str(tmp_path / "c"))
+    assert code == 2
+    assert "expected 2304 pixel values, found 3" in capsys.readouterr().err
+    assert _cli("stats", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "r"), "--skip-bad",
+                "--cache-dir", str(tmp_path / "c")) == 0
