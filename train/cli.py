@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=None, help="report folder (default: beside the model)")
     ev.add_argument("--tta-flip", action="store_true", help="also report flip-averaged accuracy (separately)")
 
+    ex = sub.add_parser("export", help="publish a run's best checkpoint (also while it still trains): model, "
+                        "card, report")
+    ex.add_argument("--run-dir", type=Path, required=True)
+    ex.add_argument("--out", type=Path, default=Path("models"))
+    _add_data_args(ex)
+
     sub.add_parser("archs", help="list the architectures in the registry with parameters and MACs")
     return parser
 
@@ -111,10 +117,33 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(run_dir: Path, out: Path, dataset) -> Path:
+    from train.fit import RunState, card_for_run, export_model
+    from train.report import evaluate_and_report
+
+    name = RunState(run_dir).data["config"]["name"]
+    out_model = out / f"{name}.keras"
+    model = export_model(run_dir, out_model)
+    card = card_for_run(run_dir, model, dataset)
+    evaluate_and_report(model, card, dataset, out_model, history_csv=run_dir / "history.csv")
+    print(f"wrote {out_model} and {name}.card.json")
+    return out_model
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from train.fit import RunState
+
+    state = RunState(args.run_dir).data
+    if not (args.run_dir / "best.keras").is_file() or not state:
+        raise FileNotFoundError(f"{args.run_dir}: no best.keras/state.json (not a training run directory)")
+    args.dataset = state["config"]["dataset"]
+    _publish(args.run_dir, args.out, _load(args))
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from train.augment import AugmentConfig
-    from train.fit import FitConfig, card_for_run, export_model, train
-    from train.report import evaluate_and_report
+    from train.fit import FitConfig, train
 
     name = args.name or ("eye_state" if args.dataset == "cew" else "fer_edge")
     run_dir = args.run_dir or Path("runs") / name
@@ -129,14 +158,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)
     dataset = _load(args)
     train(cfg, dataset, run_dir, resume=args.resume)
-    from train.fit import RunState
-
-    cfg_name = RunState(run_dir).data["config"]["name"]
-    out_model = args.out / f"{cfg_name}.keras"
-    model = export_model(run_dir, out_model)
-    card = card_for_run(run_dir, model, dataset)
-    evaluate_and_report(model, card, dataset, out_model, history_csv=run_dir / "history.csv")
-    print(f"wrote {out_model} and {out_model.with_suffix('').with_suffix('.card.json').name}")
+    _publish(run_dir, args.out, dataset)
     return 0
 
 
@@ -176,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     if no_data_given and args.command != "archs" and args.dataset != "folders" and default_data_root() is None:
         print("fer-train: no --data given and ../shared/data not found", file=sys.stderr)
         return 2
-    commands = {"stats": cmd_stats, "fit": cmd_fit, "evaluate": cmd_evaluate, "archs": cmd_archs}
+    commands = {"stats": cmd_stats, "fit": cmd_fit, "evaluate": cmd_evaluate, "archs": cmd_archs,
+                "export": cmd_export}
     try:
         return commands[args.command](args)
     except (DatasetError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:

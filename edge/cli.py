@@ -1,0 +1,188 @@
+"""``fer-edge``: the device command line (daemon, one-shot classification, config check, bench, selftest)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge.classifier import ModelLoadError
+from edge.config import DEFAULT_MODEL, ConfigError
+from edge.contract import ModelCardError
+
+log = logging.getLogger("fer-edge")
+SAMPLE_CONFIG = Path(__file__).resolve().parent / "samples" / "sample.yaml"
+
+EPILOG = """examples:
+  fer-edge run                                   # the bundled sample: shipped model on the astronaut clip
+  fer-edge run --config /etc/fer-edge/config.yaml
+  fer-edge classify photo.jpg another.png
+  fer-edge validate-config /etc/fer-edge/config.yaml
+  fer-edge bench --frames 300
+  fer-edge selftest
+exit status: 0 ok, 1 runtime failure, 2 bad input (config, model, image)."""
+
+
+class JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                 "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now (it may be replaced after set-up, e.g. by a test runner)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    handler = _StderrHandler()
+    handler.setFormatter(JsonLogFormatter() if fmt == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fer-edge",
+        description="Facial-expression recognition on a Raspberry Pi or Jetson: camera -> faces -> expressions.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon (JSON-lines events on stdout or a file)")
+    run.add_argument("--config", type=Path, default=SAMPLE_CONFIG,
+                     help="YAML config (default: the bundled sample, the astronaut clip)")
+    run.add_argument("--max-frames", type=int, default=None, help="stop after N frames (overrides run.max_frames)")
+
+    cls = sub.add_parser("classify", help="classify faces in still images; one JSON object per image")
+    cls.add_argument("images", type=Path, nargs="+")
+    cls.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                     help="model file with its card (default: the shipped int8 model)")
+    cls.add_argument("--whole", action="store_true",
+                     help="treat each image as one face crop (no detection), e.g. for 48x48 dataset-style images")
+
+    val = sub.add_parser("validate-config", help="check a config file and print the effective settings")
+    val.add_argument("config", type=Path)
+
+    bench = sub.add_parser("bench", help="time detect+track+classify per frame and the classifier per face")
+    bench.add_argument("--config", type=Path, default=SAMPLE_CONFIG)
+    bench.add_argument("--frames", type=int, default=300, help="frames to time (the clip loops)")
+    bench.add_argument("--json", action="store_true", help="print the result as JSON only")
+
+    st = sub.add_parser("selftest", help="check the model against its golden outputs with this machine's runtime")
+    st.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.daemon import Daemon
+
+    cfg = load_config(args.config)
+    if args.max_frames is not None:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_frames": args.max_frames})})
+    setup_logging(cfg.logging.level, cfg.logging.format)
+    daemon = Daemon(cfg)
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import cv2
+
+    from edge.classifier import load_model_with_card
+    from edge.config import DetectorConfig
+    from edge.detect import HaarFaceDetector, crop_face
+
+    classifier, card = load_model_with_card(args.model)
+    detector = HaarFaceDetector(DetectorConfig(analysis_width=4096, min_neighbors=5, min_size=24))
+    size = classifier.input_size[0]
+    status = 0
+    for path in args.images:
+        grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if grey is None:
+            print(json.dumps({"image": str(path), "error": "unreadable image or file not found"}))
+            status = 2
+            continue
+        boxes = [(0, 0, grey.shape[1], grey.shape[0])] if args.whole else detector.detect(grey)
+        faces = []
+        for box in boxes:
+            crop = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA) if args.whole else \
+                crop_face(grey, box, size, card.input.crop_scale)
+            probs = classifier.predict(crop)[0]
+            top = int(np.argmax(probs))
+            faces.append({"box": [int(v) for v in box], "label": card.labels[top], "score": round(float(probs[top]), 4),
+                          "probs": {lb: round(float(p), 4) for lb, p in zip(card.labels, probs, strict=True)}})
+        print(json.dumps({"image": str(path), "model": card.name, "faces": faces}))
+    return status
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
+    cfg = load_config(args.config)
+    print(f"{args.config}: OK")
+    print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import run_bench
+
+    result = run_bench(args.config, args.frames)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:28s} {value}")
+    return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from edge.classifier import TFLiteClassifier
+    from edge.golden import GOLDEN_SUFFIX, check_golden
+
+    golden = args.model.with_name(args.model.name.split("_int8")[0].split(".")[0] + GOLDEN_SUFFIX)
+    if not golden.is_file():
+        print(f"fer-edge: {golden}: golden file not found", file=sys.stderr)
+        return 2
+    classifier = TFLiteClassifier(args.model)
+    problems = check_golden(classifier, golden)
+    for problem in problems:
+        print(f"MISMATCH {problem}")
+    print(f"selftest {'FAILED' if problems else 'passed'}: {args.model.name} on {classifier.backend}")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "run":
+        setup_logging("WARNING")
+    commands = {"run": cmd_run, "classify": cmd_classify, "validate-config": cmd_validate, "bench": cmd_bench,
+                "selftest": cmd_selftest}
+    try:
+        return commands[args.command](args)
+    except (ConfigError, ModelLoadError, ModelCardError) as exc:
+        print(f"fer-edge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

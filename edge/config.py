@@ -1,0 +1,165 @@
+"""Daemon configuration: YAML -> pydantic models (one per concern, unknown keys rejected).
+
+Every field has a safe default, so a minimal config names only the source. Errors name the key
+path and the problem, e.g. ``detector.scale_factor: Input should be greater than 1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer_edge_int8.tflite"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where frames come from."""
+
+    type: Literal["auto", "picamera2", "opencv", "file", "url", "folder"] = Field(
+        "auto", description="auto picks from 'uri': an integer or /dev/video* is a camera, a folder is a "
+        "folder, a scheme:// is a URL, anything else a video file")
+    uri: str = Field("0", description="camera index, device path, video file, URL or image folder")
+    width: int = Field(640, ge=32, le=4096, description="requested capture width (cameras)")
+    height: int = Field(480, ge=32, le=4096, description="requested capture height (cameras)")
+    fps: float = Field(30.0, gt=0, le=240, description="requested camera rate; folders are played at this rate")
+    loop: bool = Field(False, description="restart a video file or folder at its end")
+    realtime: bool = Field(False, description="pace file/folder playback at the file's frame rate")
+    reconnect_initial_s: float = Field(0.5, gt=0, description="first wait before reopening a failed live source")
+    reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reopen attempts")
+    lores_width: int = Field(320, ge=32, description="picamera2: width of the grey analysis stream")
+    lores_height: int = Field(240, ge=32, description="picamera2: height of the grey analysis stream")
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _camera_index_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class DetectorConfig(_Strict):
+    """Haar-cascade face detection on a downscaled grey analysis frame."""
+
+    cascade: str = Field("haarcascade_frontalface_default.xml", description="file in cv2.data.haarcascades, or a path")
+    analysis_width: int = Field(320, ge=64, le=4096, description="frames are scaled to this width for detection")
+    scale_factor: float = Field(1.2, gt=1.0, le=2.0, description="Haar pyramid step")
+    min_neighbors: int = Field(5, ge=1, le=50, description="higher = fewer false faces")
+    min_size: int = Field(24, ge=8, description="smallest face side in analysis-frame pixels "
+                          "(24 at 320 wide = 48 px at 640, the model's own input size)")
+    every_n_frames: int = Field(3, ge=1, le=100, description="detect on every Nth frame; the tracker carries faces")
+    max_faces: int = Field(4, ge=1, le=32, description="largest faces kept per frame")
+
+
+class ClassifierConfig(_Strict):
+    """Expression model on the TFLite runtime (or onnxruntime for .onnx)."""
+
+    model: Path = Field(DEFAULT_MODEL, description="model file; its .card.json must sit beside it")
+    backend: Literal["auto", "tflite", "onnx"] = "auto"
+    threads: int = Field(1, ge=1, le=16, description="interpreter threads")
+    verify_hash: bool = Field(True, description="check the model file against the SHA-256 in its card")
+
+
+class TrackerConfig(_Strict):
+    """Track ids by IoU matching, probability smoothing in seconds."""
+
+    iou_threshold: float = Field(0.3, gt=0, lt=1, description="minimum overlap to continue a track")
+    max_missed_s: float = Field(1.0, gt=0, description="a track unseen this long is dropped")
+    smoothing_s: float = Field(0.5, ge=0, description="EMA time constant of the class probabilities (0 = off)")
+    uncertain_below: float = Field(0.4, ge=0, le=1, description="top smoothed probability under this is 'uncertain'")
+
+
+class OutputConfig(_Strict):
+    """Where per-frame expression events go."""
+
+    events: str = Field("-", description="'-' for stdout, or a file path (JSON lines, appended)")
+    every_n_frames: int = Field(1, ge=1, description="emit one expression event per track every N frames")
+    annotated_video: Path | None = Field(None, description="write an annotated video here (privacy: off)")
+    stats_interval_s: float = Field(10.0, gt=0, description="how often a 'stats' event is written")
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = Field("text", description="json gives one structured record per line")
+
+
+class RunConfig(_Strict):
+    max_frames: int = Field(0, ge=0, description="stop after N frames (0 = run until the source ends)")
+
+
+class AppConfig(_Strict):
+    source: SourceConfig = SourceConfig()
+    detector: DetectorConfig = DetectorConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    output: OutputConfig = OutputConfig()
+    logging: LoggingConfig = LoggingConfig()
+    run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> AppConfig:
+        if self.source.reconnect_max_s < self.source.reconnect_initial_s:
+            raise ValueError("source.reconnect_max_s must be >= source.reconnect_initial_s")
+        return self
+
+
+class ConfigError(ValueError):
+    """An invalid config file, with the file and every bad key in the message."""
+
+
+def _format_errors(path: str, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid config"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, source: str = "<config>", base_dir: Path | None = None) -> AppConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+    if base_dir is not None:
+        config = _resolve_paths(config, base_dir)
+    return config
+
+
+def _resolve_paths(config: AppConfig, base: Path) -> AppConfig:
+    """Relative paths in a config file are relative to that file."""
+    classifier = config.classifier
+    if not classifier.model.is_absolute():
+        classifier = classifier.model_copy(update={"model": (base / classifier.model).resolve()})
+    source = config.source
+    if source.type in ("file", "folder", "auto") and not source.uri.isdigit() and "://" not in source.uri:
+        candidate = Path(source.uri)
+        if not candidate.is_absolute() and (base / candidate).exists():
+            source = source.model_copy(update={"uri": str((base / candidate).resolve())})
+    return config.model_copy(update={"classifier": classifier, "source": source})
+
+
+def load_config(path: str | Path) -> AppConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, str(path), path.parent)
+

@@ -1,0 +1,208 @@
+"""The frame loop: source -> pipeline -> events, surviving what it can, reporting the rest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import cv2
+import numpy as np
+
+from edge.classifier import load_model_with_card
+from edge.config import AppConfig
+from edge.contract import card_path_for, verify_artifact
+from edge.pipeline import FrameResult, Pipeline
+from edge.sources import open_source
+
+log = logging.getLogger(__name__)
+
+
+def iso_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class EventWriter:
+    """JSON lines to stdout or an appended file, flushed per event."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self._fh: IO[str] = sys.stdout if target == "-" else open(target, "a", buffering=1)  # noqa: SIM115
+        self._lock = threading.Lock()
+
+    def write(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event, separators=(",", ":"))
+        with self._lock:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not sys.stdout:
+            self._fh.close()
+
+
+class RateMeter:
+    """Frames per second over wall time, smoothed with a 2 s time constant."""
+
+    def __init__(self, tau: float = 2.0):
+        self.tau, self.fps, self._last = tau, 0.0, None
+
+    def tick(self, now: float) -> float:
+        if self._last is not None:
+            dt_ = max(now - self._last, 1e-6)
+            alpha = 1.0 - np.exp(-dt_ / self.tau)
+            self.fps = (1 - alpha) * self.fps + alpha / dt_ if self.fps else 1.0 / dt_
+        self._last = now
+        return self.fps
+
+
+def load_classifier_for(cfg: AppConfig):
+    model = Path(cfg.classifier.model)
+    classifier, card = load_model_with_card(model, cfg.classifier.threads, cfg.classifier.backend)
+    if cfg.classifier.verify_hash:
+        key = next((k for k, a in card.artifacts.items() if a.get("file") == model.name), None)
+        if key is not None:
+            verify_artifact(card, card_path_for(model).parent, key)
+    return classifier, card
+
+
+def expression_event(face, result: FrameResult, labels: list[str], fps: float) -> dict[str, Any]:
+    return {
+        "event": "expression",
+        "time": iso_now(),
+        "t": round(result.frame.timestamp, 3),
+        "frame": result.frame.index,
+        "track": face.track_id,
+        "box": [int(v) for v in face.box],
+        "label": face.label,
+        "score": round(face.score, 4),
+        "probs": {label: round(float(p), 4) for label, p in zip(labels, face.probs, strict=True)},
+        "fps": round(fps, 1),
+    }
+
+
+def annotate(frame_image: np.ndarray, result: FrameResult) -> np.ndarray:
+    image = frame_image if frame_image.ndim == 3 else cv2.cvtColor(frame_image, cv2.COLOR_GRAY2BGR)
+    image = image.copy()
+    for face in result.faces:
+        x, y, w, h = face.box
+        colour = (0, 200, 0) if face.label != "uncertain" else (0, 200, 255)
+        cv2.rectangle(image, (x, y), (x + w, y + h), colour, 2)
+        cv2.putText(image, f"#{face.track_id} {face.label} {face.score:.2f}", (x, max(12, y - 6)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return image
+
+
+class Daemon:
+    def __init__(self, cfg: AppConfig, events: EventWriter | None = None):
+        self.cfg = cfg
+        self.events = events or EventWriter(cfg.output.events)
+        self.stop_event = threading.Event()
+        self.started = time.monotonic()
+        self.frames = 0
+        self.frame_errors = 0
+        self.faces_now = 0
+        self.last_frame_wall: float | None = None
+        self.rate = RateMeter()
+        self.classifier, self.card = load_classifier_for(cfg)
+        self.pipeline = Pipeline(cfg, self.classifier, self.card)
+        self.source = open_source(cfg.source, on_state=self._source_state)
+        self._writer: cv2.VideoWriter | None = None
+
+    def _source_state(self, state: str, detail: str) -> None:
+        self.events.write({"event": "source", "time": iso_now(), "state": state, "detail": detail})
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum, _frame):
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.source.stop()
+
+    def last_frame_age(self) -> float | None:
+        return None if self.last_frame_wall is None else round(time.monotonic() - self.last_frame_wall, 3)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "event": "stats",
+            "time": iso_now(),
+            "frames": self.frames,
+            "fps": round(self.rate.fps, 2),
+            "faces": self.faces_now,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "last_frame_age_s": self.last_frame_age(),
+            "frame_errors": self.frame_errors,
+            "source_failures": self.source.failures,
+            "model": self.card.name,
+            "backend": self.classifier.backend,
+        }
+
+    def run(self) -> int:
+        cfg = self.cfg
+        self.events.write({"event": "start", "time": iso_now(), "source": self.source.description,
+                           "model": self.card.name, "labels": list(self.card.labels),
+                           "backend": self.classifier.backend})
+        self.source.open()
+        first_frame_s = None
+        next_stats = time.monotonic() + cfg.output.stats_interval_s
+        try:
+            while not self.stop_event.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    if not self.stop_event.is_set():
+                        self._source_state("ended", self.source.description)
+                    break
+                now = time.monotonic()
+                if first_frame_s is None:
+                    first_frame_s = now - self.started
+                    log.info("first frame after %.2f s", first_frame_s)
+                try:
+                    result = self.pipeline.process(frame)
+                except Exception:
+                    # One bad frame (odd size, a runtime hiccup) must not stop a monitor.
+                    self.frame_errors += 1
+                    log.exception("frame %d failed; continuing", frame.index)
+                    continue
+                self.frames += 1
+                self.last_frame_wall = now
+                self.faces_now = len(result.faces)
+                fps = self.rate.tick(now)
+                if frame.index % cfg.output.every_n_frames == 0:
+                    for face in result.faces:
+                        self.events.write(expression_event(face, result, self.pipeline.labels, fps))
+                self._write_video(frame, result)
+                if now >= next_stats:
+                    self.events.write(self.stats())
+                    next_stats = now + cfg.output.stats_interval_s
+                if cfg.run.max_frames and self.frames >= cfg.run.max_frames:
+                    break
+        finally:
+            self.source.close()
+            if self._writer is not None:
+                self._writer.release()
+            final = self.stats()
+            final["event"] = "stop"
+            final["first_frame_s"] = None if first_frame_s is None else round(first_frame_s, 3)
+            self.events.write(final)
+        return 0
+
+    def _write_video(self, frame, result: FrameResult) -> None:
+        path = self.cfg.output.annotated_video
+        if path is None:
+            return
+        image = annotate(frame.colour if frame.colour is not None else frame.grey, result)
+        if self._writer is None:
+            h, w = image.shape[:2]
+            self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), self.cfg.source.fps, (w, h))
+        self._writer.write(image)

@@ -1,0 +1,77 @@
+"""Haar-cascade face detection on a downscaled grey analysis frame, and the model's face crop."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.config import DetectorConfig
+
+log = logging.getLogger(__name__)
+
+Box = tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
+
+
+class DetectorError(RuntimeError):
+    pass
+
+
+def cascade_path(name: str) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    data_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    if data_dir is None:
+        raise DetectorError("this OpenCV build ships no Haar cascades (cv2.data missing); install "
+                            "opencv-python-headless<5")
+    path = Path(data_dir) / name
+    if not path.is_file():
+        raise DetectorError(f"Haar cascade {name!r} not found in {data_dir}")
+    return path
+
+
+class HaarFaceDetector:
+    def __init__(self, cfg: DetectorConfig):
+        self.cfg = cfg
+        path = cascade_path(cfg.cascade)
+        self._cascade = cv2.CascadeClassifier(str(path))
+        if self._cascade.empty():
+            raise DetectorError(f"{path}: not a loadable Haar cascade")
+
+    def detect(self, grey: np.ndarray) -> list[Box]:
+        """Faces in full-frame coordinates, largest first, at most ``max_faces``."""
+        h, w = grey.shape[:2]
+        scale = min(1.0, self.cfg.analysis_width / w)
+        small = grey if scale == 1.0 else cv2.resize(grey, (round(w * scale), round(h * scale)),
+                                                     interpolation=cv2.INTER_AREA)
+        found = self._cascade.detectMultiScale(
+            small, scaleFactor=self.cfg.scale_factor, minNeighbors=self.cfg.min_neighbors,
+            minSize=(self.cfg.min_size, self.cfg.min_size),
+        )
+        boxes = [tuple(round(v / scale) for v in box) for box in (found if len(found) else [])]
+        boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
+        return boxes[: self.cfg.max_faces]  # type: ignore[return-value]
+
+
+def crop_face(grey: np.ndarray, box: Box, size: int, scale: float = 1.0) -> np.ndarray:
+    """A square crop around the box centre, side = max(w, h) * scale, edges replicated, resized.
+
+    FER2013 faces are square crops roughly the size of a Haar frontal-face box, so scale 1.0 matches
+    the training geometry; the card's ``input.crop_scale`` can change it for other models.
+    """
+    x, y, w, h = box
+    side = max(w, h) * scale
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    x1, y1 = x0 + round(side), y0 + round(side)
+    H, W = grey.shape[:2]
+    pad = max(0, -x0, -y0, x1 - W, y1 - H)
+    if pad:
+        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
+    crop = grey[y0:y1, x0:x1]
+    interp = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)

@@ -1,0 +1,64 @@
+"""One frame in, tracked and classified faces out: detect (every N frames) -> track -> classify -> smooth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.classifier import Classifier
+from edge.config import AppConfig
+from edge.contract import ModelCard
+from edge.detect import Box, HaarFaceDetector, crop_face
+from edge.sources import Frame
+from edge.tracker import IoUTracker, Track, label_for
+
+
+@dataclass
+class FaceResult:
+    track_id: int
+    box: Box
+    label: str  # smoothed label, or "uncertain"
+    score: float  # smoothed top probability
+    probs: np.ndarray  # smoothed probabilities
+    raw_probs: np.ndarray  # this frame's probabilities
+    crop: np.ndarray  # the model input (never leaves the device unless configured)
+    track: Track
+
+
+@dataclass
+class FrameResult:
+    frame: Frame
+    faces: list[FaceResult]
+    detected: bool  # detection ran on this frame
+
+
+class Pipeline:
+    def __init__(self, cfg: AppConfig, classifier: Classifier, card: ModelCard,
+                 detector: HaarFaceDetector | None = None):
+        self.cfg = cfg
+        self.classifier = classifier
+        self.card = card
+        self.labels = list(card.labels)
+        self.detector = detector or HaarFaceDetector(cfg.detector)
+        self.tracker = IoUTracker(cfg.tracker)
+        self._frames = 0
+        self._size = classifier.input_size[0]
+
+    def process(self, frame: Frame) -> FrameResult:
+        now = frame.timestamp
+        detect = self._frames % self.cfg.detector.every_n_frames == 0
+        self._frames += 1
+        if detect:
+            tracks = self.tracker.update(self.detector.detect(frame.grey), now)
+        else:
+            self.tracker.expire(now)
+            tracks = self.tracker.active()
+        faces = []
+        for track in tracks:
+            crop = crop_face(frame.grey, track.box, self._size, self.card.input.crop_scale)
+            raw = self.classifier.predict(crop)[0]  # batch 1: the interpreter never reallocates
+            smoothed = track.smooth(raw, now, self.cfg.tracker.smoothing_s)
+            label, score = label_for(smoothed, self.labels, self.cfg.tracker.uncertain_below)
+            faces.append(FaceResult(track.track_id, track.box, label, score, smoothed.copy(), raw, crop, track))
+        return FrameResult(frame, faces, detect)
