@@ -53,7 +53,7 @@ class Pipeline:
             tracks = self.tracker.update(self.detector.detect(frame.grey), now)
         else:
             self.tracker.expire(now)
-            tracks = self.tracker.active()
+            tracks = self.tracker.visible()
         faces = []
         for track in tracks:
             crop = crop_face(frame.grey, track.box, self._size, self.card.input.crop_scale)

@@ -36,6 +36,7 @@ class Track:
     probs: np.ndarray | None = None  # smoothed
     last_update: float | None = None
     hits: int = 1
+    visible: bool = True  # matched at the latest detection; unmatched tracks wait for re-identification
     extra: dict = field(default_factory=dict)  # per-track state of later stages (eye state, signals)
 
     def smooth(self, probs: np.ndarray, now: float, tau: float) -> np.ndarray:
@@ -69,6 +70,7 @@ class IoUTracker:
             track = self.tracks[tid]
             track.box, track.last_seen = boxes[bi], now
             track.hits += 1
+            track.visible = True
             used_tracks.add(tid)
             used_boxes.add(bi)
         for bi, box in enumerate(boxes):
@@ -76,8 +78,11 @@ class IoUTracker:
                 self.tracks[self._next_id] = Track(self._next_id, box, now, now)
                 used_tracks.add(self._next_id)
                 self._next_id += 1
+        for tid, track in self.tracks.items():
+            if tid not in used_tracks:
+                track.visible = False
         self.expire(now)
-        return [self.tracks[t] for t in sorted(used_tracks) if t in self.tracks]
+        return self.visible()
 
     def expire(self, now: float) -> list[Track]:
         gone = [t for t in self.tracks.values() if now - t.last_seen > self.cfg.max_missed_s]
@@ -86,7 +91,12 @@ class IoUTracker:
         return gone
 
     def active(self) -> list[Track]:
+        """Every live track, including those not matched at the latest detection."""
         return sorted(self.tracks.values(), key=lambda t: t.track_id)
+
+    def visible(self) -> list[Track]:
+        """Tracks matched at the latest detection: the faces that are really in view."""
+        return [t for t in self.active() if t.visible]
 
 
 def label_for(probs: np.ndarray, labels: list[str], uncertain_below: float) -> tuple[str, float]:

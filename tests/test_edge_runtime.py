@@ -66,7 +66,7 @@ def test_missing_and_corrupt_models_are_clear_errors(tmp_path: Path):
     card = ModelCard.load(MODELS / "fer_edge.card.json")
     card.labels = card.labels[:5]
     card.save(tmp_path / "m.card.json")
-    with pytest.raises(ModelCardError, match="card lists 5 labels but m_int8.tflite has 7 outputs"):
+    with pytest.raises(ModelCardError, match=r"card lists 5 labels but m_int8\.tflite has 7 outputs"):
         load_model_with_card(good)
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from edge.config import SourceConfig
 from edge.sources import (
-    Frame,
     FolderSource,
+    Frame,
     OpenCVSource,
     Picamera2Source,
     ReconnectingSource,

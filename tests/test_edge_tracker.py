@@ -19,11 +19,16 @@ def test_track_ids_persist_and_expire():
     assert [t.track_id for t in a] == [1, 2]
     b = tracker.update([(305, 102, 50, 50), (104, 98, 50, 50)], now=0.1)  # order swapped, moved a little
     assert {t.track_id: t.box[0] for t in b} == {1: 104, 2: 305}
-    tracker.update([(104, 98, 50, 50)], now=0.5)  # face 2 not seen
+    seen = tracker.update([(104, 98, 50, 50)], now=0.5)  # face 2 not seen: kept, but not reported
     assert [t.track_id for t in tracker.active()] == [1, 2]
-    tracker.update([(104, 98, 50, 50)], now=1.2)  # 2 unseen for 1.1 s > 1.0
+    assert [t.track_id for t in seen] == [1] == [t.track_id for t in tracker.visible()]
+    again = tracker.update([(104, 98, 50, 50), (306, 100, 50, 50)], now=0.7)  # back within max_missed_s
+    assert [t.track_id for t in again] == [1, 2]
+    tracker.update([(104, 98, 50, 50)], now=1.2)
+    assert [t.track_id for t in tracker.active()] == [1, 2]
+    tracker.update([(104, 98, 50, 50)], now=1.8)  # 2 unseen for 1.1 s > 1.0
     assert [t.track_id for t in tracker.active()] == [1]
-    new = tracker.update([(400, 300, 40, 40)], now=1.3)
+    new = tracker.update([(400, 300, 40, 40)], now=1.9)
     assert [t.track_id for t in new] == [3]  # ids are never reused
 
 
