@@ -15,6 +15,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
+from edge import PROCESS_START
 from edge.classifier import load_model_with_card
 from edge.config import AppConfig
 from edge.contract import card_path_for, verify_artifact
@@ -165,7 +166,7 @@ class Daemon:
                     break
                 now = time.monotonic()
                 if first_frame_s is None:
-                    first_frame_s = now - self.started
+                    first_frame_s = now - PROCESS_START
                     log.info("first frame after %.2f s", first_frame_s)
                 try:
                     result = self.pipeline.process(frame)
@@ -193,7 +194,7 @@ class Daemon:
                 self._writer.release()
             final = self.stats()
             final["event"] = "stop"
-            final["first_frame_s"] = None if first_frame_s is None else round(first_frame_s, 3)
+            final["startup_to_first_frame_s"] = None if first_frame_s is None else round(first_frame_s, 3)
             self.events.write(final)
         return 0
 
