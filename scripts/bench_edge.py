@@ -42,10 +42,11 @@ def pin_one_core() -> int:
 
 def our_pipeline(frames: int, config: Path) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    core = sorted(os.sched_getaffinity(0))[0]
     code = (
-        "import os, json, cv2; os.sched_setaffinity(0, {%d}); cv2.setNumThreads(1);"
-        "from edge.bench import run_bench; print(json.dumps(run_bench(%r, %d)))"
-    ) % (sorted(os.sched_getaffinity(0))[0], str(config), frames)
+        f"import os, json, cv2; os.sched_setaffinity(0, {{{core}}}); cv2.setNumThreads(1);"
+        f"from edge.bench import run_bench; print(json.dumps(run_bench({str(config)!r}, {frames})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
