@@ -137,3 +137,33 @@ def test_cli_reports_bad_data_without_traceback(tmp_path: Path, capsys):
     assert "expected 2304 pixel values, found 3" in capsys.readouterr().err
     assert _cli("stats", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "r"), "--skip-bad",
                 "--cache-dir", str(tmp_path / "c")) == 0
+
+
+def test_distillation_targets_mix_label_and_softened_teacher():
+    import keras
+    import tensorflow as tf
+
+    from train.fit import teacher_targets
+
+    inputs = keras.Input((4, 4, 1))
+    teacher = keras.Model(inputs, keras.layers.Lambda(
+        lambda x: tf.tile(tf.constant([[0.8, 0.2]]), [tf.shape(x)[0], 1]))(inputs))
+    y = tf.constant([[0.0, 1.0]])
+    mixed = teacher_targets([teacher], tf.zeros((1, 4, 4, 1)), y, alpha=0.5, temperature=1.0).numpy()
+    assert mixed == pytest.approx(np.array([[0.4, 0.6]]))
+    soft = teacher_targets([teacher], tf.zeros((1, 4, 4, 1)), y, alpha=1.0, temperature=2.0).numpy()
+    expected = np.sqrt([0.8, 0.2]) / np.sqrt([0.8, 0.2]).sum()  # p ** (1/T), renormalized
+    assert soft == pytest.approx(expected[None], abs=1e-5)
+
+
+def test_student_trains_from_a_teacher(tiny_model_dir: Path, tmp_path: Path):
+    from train.fit import FitConfig, train
+
+    dataset = load_fer2013_csv(tiny_model_dir / "data" / "fer2013" / "fer2013.csv.gz")
+    cfg = FitConfig(epochs=4, batch_size=16, lr=0.02, warmup_epochs=0, label_smoothing=0.0,
+                    augment=AugmentConfig(max_rotation_deg=5, max_shift=0.02, erase_prob=0.0, flip=False),
+                    arch_kwargs=TINY_ARCH, teachers=[str(tiny_model_dir / "models" / "tiny.keras")])
+    state = json.loads((train(cfg, dataset, tmp_path / "student", verbose=0) / "state.json").read_text())
+    assert state["config"]["teachers"] and state["best_val_accuracy"] > 0.6
+    with pytest.raises(FileNotFoundError, match="teacher model not found"):
+        train(FitConfig(teachers=[str(tmp_path / "none.keras")], epochs=1), dataset, tmp_path / "x", verbose=0)

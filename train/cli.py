@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-augment", action="store_true", help="turn augmentation off (debugging only)")
     fit.add_argument("--seed", type=int, default=1234)
     fit.add_argument("--limit", type=int, default=0, help="use only N training rows (smoke tests)")
+    fit.add_argument("--teacher", action="append", default=[], metavar="MODEL.keras",
+                     help="distil from this trained model (repeat for an ensemble; probabilities averaged)")
+    fit.add_argument("--kd-alpha", type=float, default=0.7, help="weight of the teacher distribution in the target")
+    fit.add_argument("--kd-temperature", type=float, default=3.0, help="softening of the teacher distribution")
     fit.add_argument("--arch-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"widths": [48, 96, 160]}\'')
 
     ev = sub.add_parser("evaluate", help="accuracy, per-class P/R/F1, macro-F1, confusion matrix (PNG+JSON)")
@@ -153,6 +157,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         schedule=args.schedule, label_smoothing=args.label_smoothing, soft_labels=args.soft_labels,
         class_weight=args.class_weight, patience=args.patience, seed=args.seed, limit=args.limit,
         augment=AugmentConfig.none() if args.no_augment else AugmentConfig(), arch_kwargs=args.arch_kwargs,
+        teachers=[str(p) for p in args.teacher], kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature,
     )
     if args.dataset == "cew" and not args.no_augment:
         cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)

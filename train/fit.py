@@ -47,6 +47,9 @@ class FitConfig:
     patience: int = 0  # early stopping on PublicTest accuracy; 0 = off
     seed: int = 1234
     limit: int = 0  # use only the first N training rows (smoke tests); 0 = all
+    teachers: list[str] = field(default_factory=list)  # .keras models to distil from (probabilities averaged)
+    kd_alpha: float = 0.7  # weight of the teacher's distribution in the training target
+    kd_temperature: float = 3.0  # softens the teacher's distribution (p ** (1/T), renormalized)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -85,7 +88,26 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray
     return (weights / weights[np.argmax(counts)] if mode == "sqrt" else weights).astype(np.float32)
 
 
-def make_tf_dataset(images, targets, weights, batch_size: int, *, training: bool, augment: AugmentConfig, seed: int):
+def teacher_targets(teachers, x, y, alpha: float, temperature: float):
+    """Mix the label target with the teachers' softened, flip-averaged distribution on this very batch.
+
+    The teachers see the same augmented images as the student, so the target follows the crop,
+    rotation or erasing actually applied (online distillation, no stored logits).
+    """
+    import tensorflow as tf
+
+    probs = []
+    for teacher in teachers:
+        probs.append(teacher(x, training=False))
+        probs.append(teacher(tf.reverse(x, axis=[2]), training=False))
+    p = tf.add_n(probs) / float(len(probs))
+    logp = tf.math.log(tf.clip_by_value(p, 1e-7, 1.0)) / temperature
+    soft = tf.nn.softmax(logp, axis=-1)
+    return (1.0 - alpha) * y + alpha * tf.cast(soft, y.dtype)
+
+
+def make_tf_dataset(images, targets, weights, batch_size: int, *, training: bool, augment: AugmentConfig, seed: int,
+                    teachers=None, kd_alpha: float = 0.0, kd_temperature: float = 1.0):
     import tensorflow as tf
 
     from train.augment import augment_batch
@@ -99,6 +121,8 @@ def make_tf_dataset(images, targets, weights, batch_size: int, *, training: bool
         x = tf.cast(x, tf.float32)[..., None]
         if training:
             x = augment_batch(x, augment)
+            if teachers:
+                y = teacher_targets(teachers, x, y, kd_alpha, kd_temperature)
         return x, y, w
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -148,6 +172,19 @@ def _optimizer(cfg: FitConfig, steps_per_epoch: int):
     if cfg.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer must be sgd or adamw, not {cfg.optimizer!r}")
+
+
+def load_teacher(path: str, num_classes: int):
+    import keras
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: teacher model not found")
+    teacher = keras.models.load_model(path, compile=False)
+    if teacher.output_shape[-1] != num_classes:
+        raise ValueError(f"{path}: teacher has {teacher.output_shape[-1]} outputs, the data set {num_classes} classes")
+    teacher.trainable = False
+    log.info("distilling from %s (%d parameters)", path, teacher.count_params())
+    return teacher
 
 
 def _strategy():
@@ -251,9 +288,11 @@ def train(
         train_split = SplitData(train_split.images[pick], train_split.labels[pick],
                                 None if train_split.soft is None else train_split.soft[pick])
     weights = class_weights(train_split.labels, num_classes, cfg.class_weight)
+    teachers = [load_teacher(path, num_classes) for path in cfg.teachers]
     train_ds = make_tf_dataset(
         train_split.images, _targets(train_split, num_classes, cfg.soft_labels), weights[train_split.labels],
         cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed,
+        teachers=teachers, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
     )
     val_ds = make_tf_dataset(
         select_split.images, _targets(select_split, num_classes, False), np.ones(len(select_split), np.float32),
