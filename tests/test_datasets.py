@@ -189,7 +189,9 @@ def test_cew_layout(tmp_path: Path):
             folder.mkdir(parents=True)
             for i in range(3):
                 cv2.imwrite(str(folder / f"{cls}_{i}_L.jpg"), rng.integers(0, 255, (24, 24), dtype=np.uint8))
-    ds = load_cew_eyes(tmp_path / "cew")
+    ds = load_cew_eyes(tmp_path / "cew", select_fraction=0.5)
     assert ds.labels == EYE_STATE_LABELS
-    assert ds.class_counts() == {"PublicTest": [3, 3], "Training": [3, 3]}
-    assert ds.splits["Training"].images.shape == (6, 24, 24)
+    counts = ds.class_counts()
+    assert counts["PrivateTest"] == [3, 3]  # the given val split is reported
+    assert np.add(counts["Training"], counts["PublicTest"]).tolist() == [3, 3]
+    assert ds.splits["PrivateTest"].images.shape == (6, 24, 24)

@@ -161,3 +161,26 @@ def test_picamera2_uses_the_lores_y_plane():
 def test_picamera2_missing_is_a_clear_error():
     with pytest.raises(SourceError, match="python3-picamera2"):
         Picamera2Source(SourceConfig()).open()
+
+
+def test_http_url_source_on_loopback(tmp_path: Path):
+    """A real HTTP stream (the clip served by a loopback server) through the URL path of OpenCVSource."""
+    import functools
+    import http.server
+    import threading
+
+    write_clip(tmp_path / "clip.mp4", frames=8)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+        source = open_source(SourceConfig(uri=url))
+        assert source.live and source.description == f"opencv:{url}"
+        source.open()
+        frames = [source.read() for _ in range(5)]
+        assert all(f.grey.shape == (48, 64) for f in frames)
+        source.close()
+    finally:
+        server.shutdown()

@@ -350,12 +350,45 @@ def load_image_folders(
     return dataset
 
 
-def load_cew_eyes(root: str | Path, *, skip_bad: bool = False) -> Dataset:
-    """CEW eye patches (``dataset/{train,val}/{closed,open}``): train -> Training, val -> PublicTest."""
+def load_cew_eyes(root: str | Path, *, skip_bad: bool = False, select_fraction: float = 0.15) -> Dataset:
+    """CEW eye patches (``dataset/{train,val}/{closed,open}``).
+
+    The given val split becomes the report split (PrivateTest). A ``select_fraction`` of train is held
+    out as the selection split (PublicTest), grouped by source photo so that the left and right eye of
+    one face never straddle the two; the rest is Training.
+    """
     root = Path(root)
     if (root / "dataset").is_dir():
         root = root / "dataset"
-    return load_image_folders(root, labels=EYE_STATE_LABELS, size=EYE_INPUT_SIZE, skip_bad=skip_bad, name="cew")
+    ds = load_image_folders(root, labels=EYE_STATE_LABELS, size=EYE_INPUT_SIZE, skip_bad=skip_bad, name="cew")
+    names = _cew_names(root)
+    report = ds.splits.pop("PublicTest")
+    train = ds.splits.pop("Training")
+    groups = np.array([hashlib.sha256(n.encode()).digest()[0] / 255.0 for n in names]) if len(names) == len(train) \
+        else np.random.default_rng(0).random(len(train))
+    select = groups < select_fraction
+    ds.splits = {
+        "Training": SplitData(train.images[~select], train.labels[~select]),
+        "PublicTest": SplitData(train.images[select], train.labels[select]),
+        "PrivateTest": report,
+    }
+    ds.notes.append(f"held out {int(select.sum())} training patches (grouped by photo) for selection; "
+                    "the given val split is reported as PrivateTest")
+    return ds
+
+
+def _cew_names(root: Path) -> list[str]:
+    """Photo identity per training patch, in loader order: the file name without the _L/_R eye suffix."""
+    names = []
+    split_dir = next((p for p in sorted(root.iterdir()) if SPLIT_SYNONYMS.get(p.name.lower()) == "Training"), None)
+    if split_dir is None:
+        return names
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        for file in sorted(class_dir.iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                stem = file.stem
+                names.append(stem[:-2] if stem.endswith(("_L", "_R")) else stem)
+    return names
 
 
 def _save_cached(path: Path, dataset: Dataset) -> None:
