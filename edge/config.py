@@ -7,12 +7,16 @@ path and the problem, e.g. ``detector.scale_factor: Input should be greater than
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer_edge_int8.tflite"
+from edge.profiles import PROFILES, RuleConfig
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "fer_edge_int8.tflite"
+DEFAULT_EYE_MODEL = MODELS_DIR / "eye_state_int8.tflite"
 
 
 class _Strict(BaseModel):
@@ -82,6 +86,47 @@ class OutputConfig(_Strict):
     stats_interval_s: float = Field(10.0, gt=0, description="how often a 'stats' event is written")
 
 
+class EyesConfig(_Strict):
+    """Eye state of the monitored face (for drowsiness and sleep rules)."""
+
+    enabled: bool = Field(True, description="classify eye state (needed by the driver profile)")
+    model: Path = Field(DEFAULT_EYE_MODEL, description="eye-state model; its .card.json must sit beside it")
+    method: Literal["geometry", "cascade"] = Field("geometry", description="how eyes are located in the face box")
+    closed_threshold: float = Field(0.5, gt=0, lt=1, description="closed probability at or above this = closed")
+
+
+class SignalsConfig(_Strict):
+    perclos_window_s: float = Field(60.0, ge=5, description="rolling PERCLOS window (the literature uses 60 s)")
+    perclos_min_coverage_s: float = Field(20.0, ge=0, description="PERCLOS is unknown until this much eye time")
+    blink_max_s: float = Field(0.5, gt=0, description="closures up to this long count as blinks")
+
+
+class AlertsConfig(_Strict):
+    """Which rule set runs, and per-rule overrides of its defaults (see edge/profiles.py)."""
+
+    profile: Literal["driver", "patient", "none"] = Field("none", description="driver, patient, or none")
+    subject: Literal["largest", "all"] = Field("largest", description="rules watch the largest face, or every face")
+    rules: dict[str, dict[str, Any]] = Field(default_factory=dict,
+                                             description="overrides by rule name, e.g. microsleep: {raise_at: 2.0}")
+
+    @model_validator(mode="after")
+    def _rules_valid(self) -> AlertsConfig:
+        self.effective_rules()
+        return self
+
+    def effective_rules(self) -> dict[str, RuleConfig]:
+        rules = dict(PROFILES[self.profile])
+        for name, override in self.rules.items():
+            base = rules[name].model_dump() if name in rules else {}
+            try:
+                rules[name] = RuleConfig.model_validate({**base, **override})
+            except ValidationError as exc:
+                problems = "; ".join(f"rules.{name}.{'.'.join(map(str, e['loc'])) or '(rule)'}: {e['msg']}"
+                                     for e in exc.errors())
+                raise ValueError(problems) from None
+        return rules
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = Field("text", description="json gives one structured record per line")
@@ -96,6 +141,9 @@ class AppConfig(_Strict):
     detector: DetectorConfig = DetectorConfig()
     classifier: ClassifierConfig = ClassifierConfig()
     tracker: TrackerConfig = TrackerConfig()
+    eyes: EyesConfig = EyesConfig()
+    signals: SignalsConfig = SignalsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
     run: RunConfig = RunConfig()
@@ -115,7 +163,7 @@ def _format_errors(path: str, exc: ValidationError) -> str:
     lines = [f"{path}: invalid config"]
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].replace("Value error, ", "")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (typo?)"
         lines.append(f"  {key}: {msg}")
@@ -141,12 +189,15 @@ def _resolve_paths(config: AppConfig, base: Path) -> AppConfig:
     classifier = config.classifier
     if not classifier.model.is_absolute():
         classifier = classifier.model_copy(update={"model": (base / classifier.model).resolve()})
+    eyes = config.eyes
+    if not eyes.model.is_absolute():
+        eyes = eyes.model_copy(update={"model": (base / eyes.model).resolve()})
     source = config.source
     if source.type in ("file", "folder", "auto") and not source.uri.isdigit() and "://" not in source.uri:
         candidate = Path(source.uri)
         if not candidate.is_absolute() and (base / candidate).exists():
             source = source.model_copy(update={"uri": str((base / candidate).resolve())})
-    return config.model_copy(update={"classifier": classifier, "source": source})
+    return config.model_copy(update={"classifier": classifier, "source": source, "eyes": eyes})
 
 
 def load_config(path: str | Path) -> AppConfig:

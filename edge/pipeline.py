@@ -31,6 +31,7 @@ class FrameResult:
     frame: Frame
     faces: list[FaceResult]
     detected: bool  # detection ran on this frame
+    alive_tracks: list[int]  # every track the tracker holds, including those waiting for re-identification
 
 
 class Pipeline:
@@ -61,4 +62,4 @@ class Pipeline:
             smoothed = track.smooth(raw, now, self.cfg.tracker.smoothing_s)
             label, score = label_for(smoothed, self.labels, self.cfg.tracker.uncertain_below)
             faces.append(FaceResult(track.track_id, track.box, label, score, smoothed.copy(), raw, crop, track))
-        return FrameResult(frame, faces, detect)
+        return FrameResult(frame, faces, detect, [t.track_id for t in self.tracker.active()])

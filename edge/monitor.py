@@ -1,0 +1,63 @@
+"""Per-frame monitoring: eye state of the subject(s), signals over time, and the rule engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.config import AppConfig
+from edge.eyes import EyeReading, EyeStateEstimator
+from edge.pipeline import FaceResult, FrameResult
+from edge.rules import RuleEngine
+from edge.signals import PresenceSignal, SubjectSignals, probs_dict
+
+
+@dataclass
+class MonitorUpdate:
+    t: float
+    subjects: dict[int, dict[str, Any]]  # track id -> signal snapshot (with eye reading)
+    monitor: dict[str, Any]  # camera-level signals (absent_s)
+    events: list[dict[str, Any]] = field(default_factory=list)  # alert lifecycle events
+    eyes: dict[int, EyeReading] = field(default_factory=dict)
+
+
+class Monitor:
+    def __init__(self, cfg: AppConfig, labels: list[str]):
+        self.cfg = cfg
+        self.labels = labels
+        self.engine = RuleEngine(cfg.alerts.effective_rules(), cfg.alerts.profile)
+        self.eyes = EyeStateEstimator(cfg.eyes.model, cfg.eyes.method, cfg.classifier.threads) \
+            if cfg.eyes.enabled else None
+        self.presence = PresenceSignal()
+        self.subjects: dict[int, SubjectSignals] = {}
+
+    def _new_subject(self) -> SubjectSignals:
+        s = self.cfg.signals
+        return SubjectSignals(window_s=s.perclos_window_s, closed_threshold=self.cfg.eyes.closed_threshold,
+                              blink_max_s=s.blink_max_s, min_coverage_s=s.perclos_min_coverage_s)
+
+    def watched(self, faces: list[FaceResult]) -> list[FaceResult]:
+        if not faces or self.cfg.alerts.subject == "all":
+            return faces
+        return [max(faces, key=lambda f: f.box[2] * f.box[3])]
+
+    def update(self, result: FrameResult) -> MonitorUpdate:
+        t = result.frame.timestamp
+        update = MonitorUpdate(t, {}, {})
+        for face in self.watched(result.faces):
+            reading = self.eyes.estimate(result.frame.grey, face.box) if self.eyes else EyeReading(None, 0, [])
+            signals = self.subjects.setdefault(face.track_id, self._new_subject())
+            signals.update(t, reading.closed_prob, probs_dict(self.labels, face.probs))
+            snapshot = signals.snapshot(t)
+            update.subjects[face.track_id] = snapshot
+            update.eyes[face.track_id] = reading
+            update.events.extend(self.engine.evaluate(t, snapshot, face.track_id))
+        self.presence.update(t, bool(result.faces))
+        update.monitor = {"absent_s": round(self.presence.absent_s(t), 3)}
+        update.events.extend(self.engine.evaluate(t, update.monitor, None))
+        live = set(result.alive_tracks)
+        for track in [tr for tr in self.subjects if tr not in live]:
+            del self.subjects[track]
+            update.events.extend(self.engine.drop_track(track, t))
+        return update
+

@@ -1,0 +1,114 @@
+"""Signals over time, all in seconds of input time (frame-rate independent).
+
+Per subject: eye-closed probability, continuous closure duration, PERCLOS over a rolling window
+(time-weighted share of *known* eye time spent closed), blink rate, smoothed expression
+probabilities and a distress score. Per monitor: how long no face has been in view.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.contract import DISTRESS_LABELS
+
+MAX_GAP_S = 0.5  # a longer gap between frames (stall, dropped frames) counts as unknown time
+
+
+@dataclass
+class SubjectSignals:
+    """Rolling eye and expression state of one tracked face."""
+
+    window_s: float = 60.0
+    closed_threshold: float = 0.5
+    blink_max_s: float = 0.5
+    min_coverage_s: float = 20.0
+    eye_closed_prob: float | None = None
+    closed: bool | None = None
+    closed_since: float | None = None
+    distress: float = 0.0
+    probs: dict[str, float] = field(default_factory=dict)
+    _intervals: deque = field(default_factory=deque)  # (start, end, closed: bool) of known eye time
+    _blinks: deque = field(default_factory=deque)  # end times of closures shorter than blink_max_s
+    _last_t: float | None = None
+
+    def update(self, t: float, eye_closed_prob: float | None, probs: dict[str, float] | None) -> None:
+        if self._last_t is not None and self.closed is not None:
+            start = self._last_t
+            end = min(t, start + MAX_GAP_S)
+            if end > start:
+                self._intervals.append((start, end, self.closed))
+        self._last_t = t
+        if probs is not None:
+            self.probs = probs
+            self.distress = float(sum(probs.get(label, 0.0) for label in DISTRESS_LABELS))
+        self.eye_closed_prob = eye_closed_prob
+        closed = None if eye_closed_prob is None else eye_closed_prob >= self.closed_threshold
+        if closed and not self.closed:
+            self.closed_since = t
+        elif self.closed and closed is False and self.closed_since is not None:
+            if t - self.closed_since <= self.blink_max_s:
+                self._blinks.append(t)
+            self.closed_since = None
+        elif closed is None:
+            self.closed_since = None  # unknown is never closed: the closure clock restarts
+        self.closed = closed
+        horizon = t - self.window_s
+        while self._intervals and self._intervals[0][1] <= horizon:
+            self._intervals.popleft()
+        while self._blinks and self._blinks[0] <= horizon:
+            self._blinks.popleft()
+
+    def closure_s(self, t: float) -> float:
+        return t - self.closed_since if self.closed and self.closed_since is not None else 0.0
+
+    def perclos(self, t: float) -> float | None:
+        """Share of known eye time in the window with the eyes closed; None until enough coverage."""
+        horizon = t - self.window_s
+        known = closed = 0.0
+        for start, end, was_closed in self._intervals:
+            span = end - max(start, horizon)
+            if span <= 0:
+                continue
+            known += span
+            if was_closed:
+                closed += span
+        if known < self.min_coverage_s:
+            return None
+        return closed / known
+
+    def blink_rate_per_min(self, t: float) -> float:
+        return len(self._blinks) * 60.0 / self.window_s
+
+    def snapshot(self, t: float) -> dict[str, float | None]:
+        return {
+            "eye_closed_prob": None if self.eye_closed_prob is None else round(self.eye_closed_prob, 4),
+            "closure_s": round(self.closure_s(t), 3),
+            "perclos": None if (p := self.perclos(t)) is None else round(p, 4),
+            "blink_rate_per_min": round(self.blink_rate_per_min(t), 2),
+            "distress": round(self.distress, 4),
+        }
+
+
+@dataclass
+class PresenceSignal:
+    """Seconds since a face was last in view (0 while one is)."""
+
+    last_seen: float | None = None
+    started: float | None = None
+
+    def update(self, t: float, face_in_view: bool) -> None:
+        if self.started is None:
+            self.started = t
+        if face_in_view:
+            self.last_seen = t
+
+    def absent_s(self, t: float) -> float:
+        reference = self.last_seen if self.last_seen is not None else self.started
+        return 0.0 if reference is None else max(0.0, t - reference)
+
+
+def probs_dict(labels: list[str], probs: np.ndarray) -> dict[str, float]:
+    return {label: float(p) for label, p in zip(labels, probs, strict=True)}
