@@ -24,6 +24,7 @@ EPILOG = """examples:
   fer-edge validate-config /etc/fer-edge/config.yaml
   fer-edge bench --frames 300
   fer-edge selftest
+  fer-edge replay drive.mp4 --profile driver --out replay/
 exit status: 0 ok, 1 runtime failure, 2 bad input (config, model, image)."""
 
 
@@ -83,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", type=Path, default=SAMPLE_CONFIG)
     bench.add_argument("--frames", type=int, default=300, help="frames to time (the clip loops)")
     bench.add_argument("--json", action="store_true", help="print the result as JSON only")
+
+    rp = sub.add_parser("replay", help="run a recording through detection, eye state, signals and alert rules; "
+                        "write the alert timeline (JSON) and a signal plot (PNG)")
+    rp.add_argument("video", type=Path)
+    rp.add_argument("--profile", choices=["driver", "patient"], required=True)
+    rp.add_argument("--config", type=Path, default=None, help="use this config's detector/rules/eyes settings")
+    rp.add_argument("--out", type=Path, default=Path("replay"), help="folder for the timeline and plot")
 
     st = sub.add_parser("selftest", help="check the model against its golden outputs with this machine's runtime")
     st.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -153,6 +161,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from edge.config import AppConfig, load_config
+    from edge.replay import replay
+
+    if not args.video.is_file():
+        print(f"fer-edge: {args.video}: video not found", file=sys.stderr)
+        return 2
+    cfg = load_config(args.config) if args.config else AppConfig()
+    summary = replay(args.video, args.profile, cfg, args.out)
+    for event in summary["alerts"]:
+        print(f"{event['t']:9.2f} s  {event['action']:12s} {event['rule']:12s} {event['severity']:8s} "
+              f"{json.dumps(event['values'])}")
+    print(f"{summary['frames']} frames, {summary['duration_s']:.1f} s, {summary['alerts_raised']} alerts raised; "
+          f"per hour: {summary['alerts_per_hour']}")
+    print(f"wrote {summary['timeline']} and {summary['plot']}")
+    return 0
+
+
 def cmd_selftest(args: argparse.Namespace) -> int:
     from edge.classifier import TFLiteClassifier
     from edge.golden import GOLDEN_SUFFIX, check_golden
@@ -174,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "run":
         setup_logging("WARNING")
     commands = {"run": cmd_run, "classify": cmd_classify, "validate-config": cmd_validate, "bench": cmd_bench,
-                "selftest": cmd_selftest}
+                "selftest": cmd_selftest, "replay": cmd_replay}
     try:
         return commands[args.command](args)
     except (ConfigError, ModelLoadError, ModelCardError) as exc:

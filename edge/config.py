@@ -57,6 +57,9 @@ class DetectorConfig(_Strict):
                           "(24 at 320 wide = 48 px at 640, the model's own input size)")
     every_n_frames: int = Field(3, ge=1, le=100, description="detect on every Nth frame; the tracker carries faces")
     max_faces: int = Field(4, ge=1, le=32, description="largest faces kept per frame")
+    redetect: bool = Field(True, description="when a tracked face is missed, search again around its last box "
+                           "with relaxed settings (closed eyes weaken Haar's frontal-face features)")
+    redetect_min_neighbors: int = Field(2, ge=1, le=50, description="minNeighbors of that second search")
 
 
 class ClassifierConfig(_Strict):

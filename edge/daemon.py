@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import queue
 import signal
 import sys
 import threading
@@ -19,6 +20,7 @@ from edge import PROCESS_START
 from edge.classifier import load_model_with_card
 from edge.config import AppConfig
 from edge.contract import card_path_for, verify_artifact
+from edge.monitor import Monitor, MonitorUpdate
 from edge.pipeline import FrameResult, Pipeline
 from edge.sources import open_source
 
@@ -73,8 +75,9 @@ def load_classifier_for(cfg: AppConfig):
     return classifier, card
 
 
-def expression_event(face, result: FrameResult, labels: list[str], fps: float) -> dict[str, Any]:
-    return {
+def expression_event(face, result: FrameResult, labels: list[str], fps: float,
+                     update: MonitorUpdate | None = None) -> dict[str, Any]:
+    event = {
         "event": "expression",
         "time": iso_now(),
         "t": round(result.frame.timestamp, 3),
@@ -86,6 +89,9 @@ def expression_event(face, result: FrameResult, labels: list[str], fps: float) -
         "probs": {label: round(float(p), 4) for label, p in zip(labels, face.probs, strict=True)},
         "fps": round(fps, 1),
     }
+    if update is not None and face.track_id in update.subjects:
+        event["signals"] = update.subjects[face.track_id]
+    return event
 
 
 def annotate(frame_image: np.ndarray, result: FrameResult) -> np.ndarray:
@@ -113,6 +119,9 @@ class Daemon:
         self.rate = RateMeter()
         self.classifier, self.card = load_classifier_for(cfg)
         self.pipeline = Pipeline(cfg, self.classifier, self.card)
+        self.monitor = Monitor(cfg, list(self.card.labels))
+        self._acks: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.last_t = 0.0
         self.source = open_source(cfg.source, on_state=self._source_state)
         self._writer: cv2.VideoWriter | None = None
 
@@ -126,6 +135,19 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+
+    def acknowledge(self, alert_id: str, by: str = "local") -> None:
+        """Thread-safe: MQTT or the status page queue an acknowledgement; the frame loop applies it."""
+        self._acks.put((alert_id, by))
+
+    def _apply_acks(self) -> None:
+        while True:
+            try:
+                alert_id, by = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            for event in self.monitor.engine.acknowledge(alert_id, self.last_t, by):
+                self.events.write(event)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -147,6 +169,8 @@ class Daemon:
             "source_failures": self.source.failures,
             "model": self.card.name,
             "backend": self.classifier.backend,
+            "profile": self.cfg.alerts.profile,
+            "active_alerts": len(self.monitor.engine.active()),
         }
 
     def run(self) -> int:
@@ -177,11 +201,16 @@ class Daemon:
                     continue
                 self.frames += 1
                 self.last_frame_wall = now
+                self.last_t = frame.timestamp
                 self.faces_now = len(result.faces)
                 fps = self.rate.tick(now)
+                self._apply_acks()
+                update = self.monitor.update(result)
+                for event in update.events:
+                    self.events.write(event)
                 if frame.index % cfg.output.every_n_frames == 0:
                     for face in result.faces:
-                        self.events.write(expression_event(face, result, self.pipeline.labels, fps))
+                        self.events.write(expression_event(face, result, self.pipeline.labels, fps, update))
                 self._write_video(frame, result)
                 if now >= next_stats:
                     self.events.write(self.stats())

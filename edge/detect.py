@@ -55,6 +55,30 @@ class HaarFaceDetector:
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes[: self.cfg.max_faces]  # type: ignore[return-value]
 
+    def redetect(self, grey: np.ndarray, previous: Box) -> Box | None:
+        """Search a region 1.6x the previous box with relaxed settings; the box closest in size wins."""
+        x, y, w, h = previous
+        H, W = grey.shape[:2]
+        pad = int(0.3 * max(w, h))
+        x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
+        roi = grey[y0:y1, x0:x1]
+        if roi.size == 0:
+            return None
+        scale = min(1.0, self.cfg.analysis_width / W)
+        small = roi if scale == 1.0 else cv2.resize(roi, (max(1, round(roi.shape[1] * scale)),
+                                                          max(1, round(roi.shape[0] * scale))),
+                                                    interpolation=cv2.INTER_AREA)
+        min_side = max(self.cfg.min_size, int(0.6 * w * scale))
+        max_side = int(1.5 * max(w, h) * scale) + 1
+        found = self._cascade.detectMultiScale(small, scaleFactor=self.cfg.scale_factor,
+                                               minNeighbors=self.cfg.redetect_min_neighbors,
+                                               minSize=(min_side, min_side), maxSize=(max_side, max_side))
+        if not len(found):
+            return None
+        best = min(found, key=lambda b: abs(b[2] / scale - w))
+        return (round(best[0] / scale) + x0, round(best[1] / scale) + y0, round(best[2] / scale),
+                round(best[3] / scale))
+
 
 def crop_face(grey: np.ndarray, box: Box, size: int, scale: float = 1.0) -> np.ndarray:
     """A square crop around the box centre, side = max(w, h) * scale, edges replicated, resized.

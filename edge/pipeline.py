@@ -11,7 +11,7 @@ from edge.config import AppConfig
 from edge.contract import ModelCard
 from edge.detect import Box, HaarFaceDetector, crop_face
 from edge.sources import Frame
-from edge.tracker import IoUTracker, Track, label_for
+from edge.tracker import IoUTracker, Track, iou, label_for
 
 
 @dataclass
@@ -46,12 +46,26 @@ class Pipeline:
         self._frames = 0
         self._size = classifier.input_size[0]
 
+    def _redetect_missed(self, grey: np.ndarray, boxes: list[Box]) -> list[Box]:
+        """Visible tracks that no fresh box matches get a second, local, relaxed search."""
+        extra = []
+        for track in self.tracker.visible():
+            if any(iou(track.box, b) >= self.cfg.tracker.iou_threshold for b in boxes):
+                continue
+            found = self.detector.redetect(grey, track.box)
+            if found is not None:
+                extra.append(found)
+        return extra
+
     def process(self, frame: Frame) -> FrameResult:
         now = frame.timestamp
         detect = self._frames % self.cfg.detector.every_n_frames == 0
         self._frames += 1
         if detect:
-            tracks = self.tracker.update(self.detector.detect(frame.grey), now)
+            boxes = self.detector.detect(frame.grey)
+            if self.cfg.detector.redetect:
+                boxes += self._redetect_missed(frame.grey, boxes)
+            tracks = self.tracker.update(boxes, now)
         else:
             self.tracker.expire(now)
             tracks = self.tracker.visible()
