@@ -102,12 +102,11 @@ def test_model_and_card_load_together(converted: Path):
     assert classifier.num_classes == len(card.labels) == 7
 
 
-def test_threshold_violation_exits_nonzero_naming_it(converted: Path, tiny_model_dir: Path, tmp_path, capsys):
-    """The gate: a calibration set with no contrast at all and a zero-tolerance threshold must fail.
+def test_threshold_gate_exits_nonzero_naming_it(converted: Path, tiny_model_dir: Path, tmp_path, capsys):
+    """The CLI gate, deterministically: an unreachable agreement threshold must fail with exit 3.
 
-    The 10 KB stripe model is too robust for bad calibration alone to break it (measured: black, grey,
-    noise and low-contrast sets all keep >= 0.97 agreement), so the test tightens the thresholds; the
-    real model's sensitivity to calibration is measured by scripts/bench_accuracy.py.
+    (Bad calibration alone does not reliably break the 10 KB stripe model: black, grey, noise and
+    low-contrast sets kept >= 0.97 agreement when measured, so the test does not rely on it.)
     """
     from convert.cli import main
 
@@ -117,18 +116,31 @@ def test_threshold_violation_exits_nonzero_naming_it(converted: Path, tiny_model
     np.save(black, np.zeros((64, 48, 48), np.uint8))
     code = main([str(tmp_path / "tiny.keras"), "--data", str(tiny_model_dir / "data"), "--no-onnx",
                  "--calibration-data", str(black), "--latency-runs", "5", "--cache-dir", str(tmp_path / "c"),
-                 "--min-agreement", "1.0", "--max-int8-drop", "0.0"])
-    report = json.loads((tmp_path / "tiny.parity.json").read_text())
-    int8 = next(r for r in report["artifacts"] if r["artifact"] == "int8")
-    assert int8["agreement_with_keras"] < 1.0, int8
+                 "--min-agreement", "1.01"])
     assert code == 3
     assert "threshold violated: int8 top-1 agreement" in capsys.readouterr().err
+    report = json.loads((tmp_path / "tiny.parity.json").read_text())
     assert report["violations"] and report["calibration"]["source"].endswith("black.npy")
     bad_shape = tmp_path / "bad.npy"
     np.save(bad_shape, np.zeros((4, 24, 24), np.uint8))
     assert main([str(tmp_path / "tiny.keras"), "--data", str(tiny_model_dir / "data"),
                  "--calibration-data", str(bad_shape), "--cache-dir", str(tmp_path / "c")]) == 2
     assert "calibration faces must be uint8 (N, 48, 48)" in capsys.readouterr().err
+
+
+def test_threshold_rules():
+    from convert.parity import Thresholds, check_thresholds
+
+    def row(name, acc, agree):
+        return {"artifact": name, "accuracy": acc, "agreement_with_keras": agree}
+
+    ok = [row("keras", 0.70, None), row("int8", 0.695, 0.99), row("float16", 0.70, 0.999)]
+    assert check_thresholds(ok, Thresholds()) == []
+    bad = [row("keras", 0.70, None), row("int8", 0.68, 0.97), row("onnx", 0.70, 0.99)]
+    problems = check_thresholds(bad, Thresholds())
+    assert problems == ["int8 loses 2.00 pp accuracy against Keras (limit 1.00 pp)",
+                        "int8 top-1 agreement 0.9700 is below 0.9800",
+                        "onnx top-1 agreement 0.9900 is below 0.9950"]
 
 
 def test_convert_cli_input_errors(tmp_path, capsys):
