@@ -130,6 +130,53 @@ class AlertsConfig(_Strict):
         return rules
 
 
+class MqttConfig(_Strict):
+    """MQTT delivery of alerts, state, availability and stats (off by default)."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    device: str | None = Field(None, description="topic segment for this monitor (default: the hostname)")
+    topic_prefix: str = Field("fer-edge", min_length=1)
+    client_id: str | None = Field(None, description="default: fer-edge-<device>")
+    username: str | None = None
+    password_file: Path | None = Field(None, description="file holding the password (never put it in the config)")
+    password_credential: str | None = Field(None, description="systemd credential name ($CREDENTIALS_DIRECTORY)")
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive: int = Field(30, ge=5, le=3600)
+    reconnect_min_s: int = Field(1, ge=1)
+    reconnect_max_s: int = Field(30, ge=1)
+    stats_interval_s: float = Field(30.0, gt=0)
+    outbox_max: int = Field(10_000, ge=10, description="queued events kept during an outage (oldest non-critical "
+                            "dropped first when full)")
+    ha_discovery: bool = Field(False, description="publish Home Assistant MQTT discovery for each rule")
+    ha_prefix: str = "homeassistant"
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttConfig:
+        if self.password_file and self.password_credential:
+            raise ValueError("set only one of password_file and password_credential")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+
+class GpioConfig(_Strict):
+    """A buzzer and LEDs via gpiozero (BCM pin numbers); a pattern per severity."""
+
+    enabled: bool = False
+    buzzer_pin: int | None = Field(None, ge=0, le=53)
+    info_led_pin: int | None = Field(None, ge=0, le=53)
+    warning_led_pin: int | None = Field(None, ge=0, le=53)
+    critical_led_pin: int | None = Field(None, ge=0, le=53)
+    active_high: bool = Field(True, description="False for parts that switch on when the pin is low")
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = Field("text", description="json gives one structured record per line")
@@ -137,6 +184,17 @@ class LoggingConfig(_Strict):
 
 class RunConfig(_Strict):
     max_frames: int = Field(0, ge=0, description="stop after N frames (0 = run until the source ends)")
+    state_dir: Path | None = Field(None, description="outbox and state (default: $STATE_DIRECTORY, else "
+                                   "~/.local/state/fer-edge)")
+    shutdown_flush_s: float = Field(3.0, ge=0, description="on SIGTERM, how long to try delivering queued alerts")
+
+    def resolved_state_dir(self) -> Path:
+        import os
+
+        if self.state_dir is not None:
+            return self.state_dir
+        env = os.environ.get("STATE_DIRECTORY")
+        return Path(env.split(":")[0]) if env else Path.home() / ".local" / "state" / "fer-edge"
 
 
 class AppConfig(_Strict):
@@ -147,6 +205,8 @@ class AppConfig(_Strict):
     eyes: EyesConfig = EyesConfig()
     signals: SignalsConfig = SignalsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    mqtt: MqttConfig = MqttConfig()
+    gpio: GpioConfig = GpioConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
     run: RunConfig = RunConfig()

@@ -124,6 +124,21 @@ class Daemon:
         self.last_t = 0.0
         self.source = open_source(cfg.source, on_state=self._source_state)
         self._writer: cv2.VideoWriter | None = None
+        self.mqtt = None
+        self.outbox = None
+        if cfg.mqtt.enabled:
+            from edge.mqtt import MqttPublisher
+            from edge.outbox import Outbox
+
+            self.outbox = Outbox(cfg.run.resolved_state_dir() / "outbox.sqlite", cfg.mqtt.outbox_max)
+            self.mqtt = MqttPublisher(cfg.mqtt, self.outbox, on_ack=self.acknowledge)
+            self.mqtt.known_rules([n for n, r in self.monitor.engine.rules.items() if r.enabled])
+        self.gpio = None
+        if cfg.gpio.enabled:
+            from edge.gpio import GpioAlerts
+
+            self.gpio = GpioAlerts(cfg.gpio)
+        self._next_mqtt_stats = 0.0
 
     def _source_state(self, state: str, detail: str) -> None:
         self.events.write({"event": "source", "time": iso_now(), "state": state, "detail": detail})
@@ -147,7 +162,15 @@ class Daemon:
             except queue.Empty:
                 return
             for event in self.monitor.engine.acknowledge(alert_id, self.last_t, by):
-                self.events.write(event)
+                self._alert(event)
+
+    def _alert(self, event: dict[str, Any]) -> None:
+        """An alert lifecycle event goes to every sink: the MQTT outbox (first: durable), JSON lines, GPIO."""
+        if self.mqtt is not None:
+            self.mqtt.publish_alert(event)
+        self.events.write(event)
+        if self.gpio is not None:
+            self.gpio.handle(event)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -171,6 +194,9 @@ class Daemon:
             "backend": self.classifier.backend,
             "profile": self.cfg.alerts.profile,
             "active_alerts": len(self.monitor.engine.active()),
+            "outbox_depth": None if self.outbox is None else self.outbox.depth(),
+            "outbox_dropped": None if self.outbox is None else self.outbox.dropped,
+            "mqtt_connected": None if self.mqtt is None else self.mqtt.connected.is_set(),
         }
 
     def run(self) -> int:
@@ -178,6 +204,8 @@ class Daemon:
         self.events.write({"event": "start", "time": iso_now(), "source": self.source.description,
                            "model": self.card.name, "labels": list(self.card.labels),
                            "backend": self.classifier.backend})
+        if self.mqtt is not None:
+            self.mqtt.start()
         self.source.open()
         first_frame_s = None
         next_stats = time.monotonic() + cfg.output.stats_interval_s
@@ -207,7 +235,7 @@ class Daemon:
                 self._apply_acks()
                 update = self.monitor.update(result)
                 for event in update.events:
-                    self.events.write(event)
+                    self._alert(event)
                 if frame.index % cfg.output.every_n_frames == 0:
                     for face in result.faces:
                         self.events.write(expression_event(face, result, self.pipeline.labels, fps, update))
@@ -215,12 +243,22 @@ class Daemon:
                 if now >= next_stats:
                     self.events.write(self.stats())
                     next_stats = now + cfg.output.stats_interval_s
+                if self.mqtt is not None and now >= self._next_mqtt_stats:
+                    self.mqtt.publish_stats(self.stats())
+                    self._next_mqtt_stats = now + cfg.mqtt.stats_interval_s
                 if cfg.run.max_frames and self.frames >= cfg.run.max_frames:
                     break
         finally:
             self.source.close()
             if self._writer is not None:
                 self._writer.release()
+            if self.mqtt is not None:
+                delivered = self.mqtt.flush(cfg.run.shutdown_flush_s) if self.mqtt.connected.is_set() else False
+                self.mqtt.stop(flush_timeout=0.0)
+                if not delivered:
+                    log.warning("%d alert message(s) stay queued for the next start", self.outbox.depth())
+            if self.gpio is not None:
+                self.gpio.close()
             final = self.stats()
             final["event"] = "stop"
             final["startup_to_first_frame_s"] = None if first_frame_s is None else round(first_frame_s, 3)
