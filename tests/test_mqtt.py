@@ -205,8 +205,9 @@ def _make_certs(folder: Path) -> dict[str, Path]:
 
     server, server_key = leaf("localhost", ExtendedKeyUsageOID.SERVER_AUTH, True)
     client, client_key = leaf("cam1", ExtendedKeyUsageOID.CLIENT_AUTH, False)
-    return {"ca": save("ca.pem", ca), "server": save("server.pem", server), "server_key": save("server.key", server_key),
-            "client": save("client.pem", client), "client_key": save("client.key", client_key)}
+    return {"ca": save("ca.pem", ca), "server": save("server.pem", server),
+            "server_key": save("server.key", server_key), "client": save("client.pem", client),
+            "client_key": save("client.key", client_key)}
 
 
 def test_tls_with_client_certificates(tmp_path: Path):
