@@ -19,9 +19,12 @@ from edge.sources import open_source
 PLOTTED = ("eye_closed_prob", "perclos", "distress")
 
 
-def replay(video: Path, profile: str, cfg: AppConfig | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+def replay(video: Path, profile: str, cfg: AppConfig | None = None, out_dir: Path | None = None,
+           loop_for_s: float = 0.0) -> dict[str, Any]:
+    """``loop_for_s`` > 0 plays the recording in a loop for that much input time (soak/false-alert runs)."""
     cfg = cfg or AppConfig()
-    source_cfg = cfg.source.model_copy(update={"uri": str(video), "type": "auto", "loop": False, "realtime": False})
+    source_cfg = cfg.source.model_copy(update={"uri": str(video), "type": "auto", "loop": loop_for_s > 0,
+                                               "realtime": False})
     alerts_cfg = cfg.alerts.model_copy(update={"profile": profile})
     cfg = cfg.model_copy(update={"source": source_cfg, "alerts": alerts_cfg})
     classifier, card = load_classifier_for(cfg)
@@ -33,6 +36,8 @@ def replay(video: Path, profile: str, cfg: AppConfig | None = None, out_dir: Pat
     events: list[dict[str, Any]] = []
     try:
         while (frame := source.read()) is not None:
+            if loop_for_s and frame.timestamp > loop_for_s:
+                break
             update = monitor.update(pipeline.process(frame))
             subject = next(iter(update.subjects.values()), {})
             samples.append({"t": round(frame.timestamp, 3), "face": bool(update.subjects),
