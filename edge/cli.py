@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--config", type=Path, default=None, help="use this config's detector/rules/eyes settings")
     rp.add_argument("--out", type=Path, default=Path("replay"), help="folder for the timeline and plot")
 
+    status = sub.add_parser("status", help="health of the running daemon: state, fps, last frame age, outbox, "
+                            "model (exit 0 running, 1 stale or stopped, 2 no status)")
+    status.add_argument("--config", type=Path, default=None, help="read run.state_dir from this config")
+    status.add_argument("--state-dir", type=Path, default=None, help="default: $STATE_DIRECTORY, else "
+                        "/var/lib/fer-edge if present, else ~/.local/state/fer-edge")
+    status.add_argument("--json", action="store_true")
+
     st = sub.add_parser("selftest", help="check the model against its golden outputs with this machine's runtime")
     st.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     return p
@@ -105,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_frames is not None:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_frames": args.max_frames})})
     setup_logging(cfg.logging.level, cfg.logging.format)
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, config_path=args.config)
     daemon.install_signal_handlers()
     return daemon.run()
 
@@ -179,6 +186,39 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from edge.config import RunConfig, load_config
+
+    if args.state_dir:
+        state_dir = args.state_dir
+    elif args.config:
+        state_dir = load_config(args.config).run.resolved_state_dir()
+    elif Path("/var/lib/fer-edge/status.json").is_file():
+        state_dir = Path("/var/lib/fer-edge")
+    else:
+        state_dir = RunConfig().resolved_state_dir()
+    path = state_dir / "status.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        print(f"fer-edge: {path}: no status (is the daemon running with this state directory?)", file=sys.stderr)
+        return 2
+    age = time.time() - data.get("updated", 0)
+    healthy = data.get("state") == "running" and age < 10
+    data["status_age_s"] = round(age, 1)
+    data["healthy"] = healthy
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        keys = ("state", "healthy", "fps", "faces", "last_frame_age_s", "status_age_s", "uptime_s", "outbox_depth",
+                "mqtt_connected", "active_alerts", "profile", "model", "model_sha256", "backend", "pid")
+        for key in keys:
+            print(f"{key:18s} {data.get(key)}")
+    return 0 if healthy else 1
+
+
 def cmd_selftest(args: argparse.Namespace) -> int:
     from edge.classifier import TFLiteClassifier
     from edge.golden import GOLDEN_SUFFIX, check_golden
@@ -200,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "run":
         setup_logging("WARNING")
     commands = {"run": cmd_run, "classify": cmd_classify, "validate-config": cmd_validate, "bench": cmd_bench,
-                "selftest": cmd_selftest, "replay": cmd_replay}
+                "selftest": cmd_selftest, "replay": cmd_replay,
+                "status": cmd_status}
     try:
         return commands[args.command](args)
     except (ConfigError, ModelLoadError, ModelCardError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -17,11 +18,12 @@ import cv2
 import numpy as np
 
 from edge import PROCESS_START
-from edge.classifier import load_model_with_card
+from edge.classifier import ModelLoadError, load_model_with_card
 from edge.config import AppConfig
-from edge.contract import card_path_for, verify_artifact
+from edge.contract import ModelCardError, card_path_for, verify_artifact
 from edge.monitor import Monitor, MonitorUpdate
 from edge.pipeline import FrameResult, Pipeline
+from edge.sdnotify import SystemdNotifier
 from edge.sources import open_source
 
 log = logging.getLogger(__name__)
@@ -107,38 +109,51 @@ def annotate(frame_image: np.ndarray, result: FrameResult) -> np.ndarray:
 
 
 class Daemon:
-    def __init__(self, cfg: AppConfig, events: EventWriter | None = None):
+    """The frame loop and its sinks. ``config_path`` enables SIGHUP reload of that file."""
+
+    def __init__(self, cfg: AppConfig, events: EventWriter | None = None, config_path: Path | None = None,
+                 notifier: SystemdNotifier | None = None):
         self.cfg = cfg
+        self.config_path = config_path
+        self.notifier = notifier or SystemdNotifier()
         self.events = events or EventWriter(cfg.output.events)
         self.stop_event = threading.Event()
+        self.reload_requested = threading.Event()
         self.started = time.monotonic()
         self.frames = 0
         self.frame_errors = 0
         self.faces_now = 0
         self.last_frame_wall: float | None = None
         self.rate = RateMeter()
-        self.classifier, self.card = load_classifier_for(cfg)
-        self.pipeline = Pipeline(cfg, self.classifier, self.card)
-        self.monitor = Monitor(cfg, list(self.card.labels))
         self._acks: queue.Queue[tuple[str, str]] = queue.Queue()
         self.last_t = 0.0
-        self.source = open_source(cfg.source, on_state=self._source_state)
         self._writer: cv2.VideoWriter | None = None
         self.mqtt = None
         self.outbox = None
+        self.gpio = None
+        self._next_mqtt_stats = 0.0
+        self._build_analysis(cfg)
+        self.source = open_source(cfg.source, on_state=self._source_state)
+        self._build_sinks(cfg)
+
+    def _build_analysis(self, cfg: AppConfig) -> None:
+        self.classifier, self.card = load_classifier_for(cfg)
+        self.pipeline = Pipeline(cfg, self.classifier, self.card)
+        self.monitor = Monitor(cfg, list(self.card.labels))
+
+    def _build_sinks(self, cfg: AppConfig) -> None:
         if cfg.mqtt.enabled:
             from edge.mqtt import MqttPublisher
             from edge.outbox import Outbox
 
-            self.outbox = Outbox(cfg.run.resolved_state_dir() / "outbox.sqlite", cfg.mqtt.outbox_max)
+            self.outbox = self.outbox or Outbox(cfg.run.resolved_state_dir() / "outbox.sqlite", cfg.mqtt.outbox_max)
+            self.outbox.max_rows = cfg.mqtt.outbox_max
             self.mqtt = MqttPublisher(cfg.mqtt, self.outbox, on_ack=self.acknowledge)
             self.mqtt.known_rules([n for n, r in self.monitor.engine.rules.items() if r.enabled])
-        self.gpio = None
         if cfg.gpio.enabled:
             from edge.gpio import GpioAlerts
 
             self.gpio = GpioAlerts(cfg.gpio)
-        self._next_mqtt_stats = 0.0
 
     def _source_state(self, state: str, detail: str) -> None:
         self.events.write({"event": "source", "time": iso_now(), "state": state, "detail": detail})
@@ -148,8 +163,59 @@ class Daemon:
             log.info("received %s, stopping", signal.Signals(signum).name)
             self.stop()
 
+        def reload(_signum, _frame):
+            self.reload_requested.set()
+
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def reload(self) -> bool:
+        """Re-read the config file. A bad file is rejected and the running config stays."""
+        from edge.config import ConfigError, load_config
+
+        self.reload_requested.clear()
+        if self.config_path is None:
+            return False
+        self.notifier.reloading()
+        old = self.cfg
+        try:
+            new = load_config(self.config_path)
+            if new.classifier != old.classifier or new.eyes != old.eyes:
+                load_classifier_for(new)  # fail before touching anything if the new model is bad
+        except (ConfigError, ModelLoadError, ModelCardError, ValueError) as exc:
+            log.error("reload rejected, keeping the running config: %s", exc)
+            self.events.write({"event": "reload", "time": iso_now(), "ok": False, "error": str(exc)})
+            self.notifier.ready("reload rejected: " + str(exc).splitlines()[0])
+            return False
+        analysis_changed = any(getattr(new, k) != getattr(old, k)
+                               for k in ("classifier", "detector", "tracker", "eyes", "signals", "alerts"))
+        if analysis_changed:
+            for alert in self.monitor.engine.active():
+                self._alert(self.monitor.engine._event("cleared", alert, self.last_t, reason="config reloaded"))
+            self._build_analysis(new)
+        if new.source != old.source:
+            self.source.close()
+            self.source = open_source(new.source, on_state=self._source_state)
+            self.source.open()
+        if new.mqtt != old.mqtt or new.gpio != old.gpio:
+            if self.mqtt is not None:
+                self.mqtt.stop(flush_timeout=1.0)
+                self.mqtt = None
+            if self.gpio is not None:
+                self.gpio.close()
+                self.gpio = None
+            self._build_sinks(new)
+            if self.mqtt is not None:
+                self.mqtt.start()
+        if new.output.events != old.output.events:
+            self.events.close()
+            self.events = EventWriter(new.output.events)
+        self.cfg = new
+        log.info("config reloaded from %s", self.config_path)
+        self.events.write({"event": "reload", "time": iso_now(), "ok": True, "analysis_rebuilt": analysis_changed})
+        self.notifier.ready("config reloaded")
+        return True
 
     def acknowledge(self, alert_id: str, by: str = "local") -> None:
         """Thread-safe: MQTT or the status page queue an acknowledgement; the frame loop applies it."""
@@ -199,6 +265,22 @@ class Daemon:
             "mqtt_connected": None if self.mqtt is None else self.mqtt.connected.is_set(),
         }
 
+    def write_status(self, state: str) -> None:
+        """``<state_dir>/status.json`` for ``fer-edge status`` (health without a network endpoint)."""
+        path = self.cfg.run.resolved_state_dir() / "status.json"
+        data = {**self.stats(), "event": "status", "state": state, "pid": os.getpid(), "updated": time.time(),
+                "model_sha256": self.card.artifacts.get("int8", {}).get("sha256", "")[:12],
+                "model_created": self.card.created,
+                "active": [{"id": a.id, "rule": a.rule, "severity": a.severity, "track": a.track}
+                           for a in self.monitor.engine.active()]}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", path, exc)
+
     def run(self) -> int:
         cfg = self.cfg
         self.events.write({"event": "start", "time": iso_now(), "source": self.source.description,
@@ -209,8 +291,13 @@ class Daemon:
         self.source.open()
         first_frame_s = None
         next_stats = time.monotonic() + cfg.output.stats_interval_s
+        next_status = 0.0
+        self.write_status("starting")
         try:
             while not self.stop_event.is_set():
+                if self.reload_requested.is_set():
+                    self.reload()
+                    cfg = self.cfg
                 frame = self.source.read()
                 if frame is None:
                     if not self.stop_event.is_set():
@@ -220,6 +307,7 @@ class Daemon:
                 if first_frame_s is None:
                     first_frame_s = now - PROCESS_START
                     log.info("first frame after %.2f s", first_frame_s)
+                    self.notifier.ready(f"first frame after {first_frame_s:.2f} s")
                 try:
                     result = self.pipeline.process(frame)
                 except Exception:
@@ -228,6 +316,7 @@ class Daemon:
                     log.exception("frame %d failed; continuing", frame.index)
                     continue
                 self.frames += 1
+                self.notifier.watchdog(now)  # only here: a hung loop or a silent camera stops the pings
                 self.last_frame_wall = now
                 self.last_t = frame.timestamp
                 self.faces_now = len(result.faces)
@@ -243,12 +332,18 @@ class Daemon:
                 if now >= next_stats:
                     self.events.write(self.stats())
                     next_stats = now + cfg.output.stats_interval_s
+                if now >= next_status:
+                    self.notifier.status(f"{self.rate.fps:.1f} fps, {self.faces_now} face(s), "
+                                         f"{len(self.monitor.engine.active())} active alert(s)")
+                    self.write_status("running")
+                    next_status = now + 1.0
                 if self.mqtt is not None and now >= self._next_mqtt_stats:
                     self.mqtt.publish_stats(self.stats())
                     self._next_mqtt_stats = now + cfg.mqtt.stats_interval_s
                 if cfg.run.max_frames and self.frames >= cfg.run.max_frames:
                     break
         finally:
+            self.notifier.stopping()
             self.source.close()
             if self._writer is not None:
                 self._writer.release()
@@ -263,6 +358,7 @@ class Daemon:
             final["event"] = "stop"
             final["startup_to_first_frame_s"] = None if first_frame_s is None else round(first_frame_s, 3)
             self.events.write(final)
+            self.write_status("stopped")
         return 0
 
     def _write_video(self, frame, result: FrameResult) -> None:
