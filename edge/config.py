@@ -177,6 +177,27 @@ class GpioConfig(_Strict):
     active_high: bool = Field(True, description="False for parts that switch on when the pin is low")
 
 
+class WebConfig(_Strict):
+    """Local status page and JSON/Prometheus endpoints (off by default; loopback unless a token is set)."""
+
+    enabled: bool = False
+    host: str = Field("127.0.0.1", description="bind address; anything but loopback requires a token")
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port (tests)")
+    token_file: Path | None = Field(None, description="file holding the access token")
+    token_credential: str | None = Field(None, description="systemd credential name holding the token")
+    preview: bool = Field(False, description="serve a live annotated JPEG preview (privacy: off by default)")
+    preview_fps: float = Field(4.0, gt=0, le=30, description="most preview frames encoded per second")
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> WebConfig:
+        loopback = self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        if self.enabled and not loopback and not (self.token_file or self.token_credential):
+            raise ValueError(f"host {self.host!r} is not loopback: set token_file or token_credential")
+        if self.token_file and self.token_credential:
+            raise ValueError("set only one of token_file and token_credential")
+        return self
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = Field("text", description="json gives one structured record per line")
@@ -207,6 +228,7 @@ class AppConfig(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     mqtt: MqttConfig = MqttConfig()
     gpio: GpioConfig = GpioConfig()
+    web: WebConfig = WebConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
     run: RunConfig = RunConfig()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import logging
@@ -132,6 +133,9 @@ class Daemon:
         self.outbox = None
         self.gpio = None
         self._next_mqtt_stats = 0.0
+        self.recent_alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
+        self._latest: tuple[Any, FrameResult, MonitorUpdate] | None = None  # swapped whole, read by the web thread
+        self.web = None
         self._build_analysis(cfg)
         self.source = open_source(cfg.source, on_state=self._source_state)
         self._build_sinks(cfg)
@@ -235,6 +239,7 @@ class Daemon:
         if self.mqtt is not None:
             self.mqtt.publish_alert(event)
         self.events.write(event)
+        self.recent_alerts.append(event)
         if self.gpio is not None:
             self.gpio.handle(event)
 
@@ -265,6 +270,42 @@ class Daemon:
             "mqtt_connected": None if self.mqtt is None else self.mqtt.connected.is_set(),
         }
 
+    # -- read by the status page's threads: only whole-object reads of state swapped by the frame loop --
+    def web_status(self) -> dict[str, Any]:
+        latest = self._latest
+        faces = []
+        monitor: dict[str, Any] = {"absent_s": None}
+        if latest is not None:
+            _, result, update = latest
+            monitor = update.monitor
+            for face in result.faces:
+                eyes = update.eyes.get(face.track_id)
+                faces.append({"track": face.track_id, "box": [int(v) for v in face.box], "label": face.label,
+                              "score": round(face.score, 4), "signals": update.subjects.get(face.track_id),
+                              "eyes_found": None if eyes is None else eyes.eyes_found,
+                              "probs": {lb: round(float(p), 4) for lb, p in zip(self.pipeline.labels, face.probs,
+                                                                                  strict=True)}})
+        return {"health": self.stats(), "faces": faces, "monitor": monitor,
+                "preview": bool(self.web and self.web.cfg.preview), "labels": list(self.card.labels)}
+
+    def web_alerts(self) -> dict[str, Any]:
+        active = [{"id": a.id, "rule": a.rule, "track": a.track, "severity": a.severity, "raised_t": a.raised_t,
+                   "acknowledged": a.acknowledged_t is not None, "values": a.values}
+                  for a in list(self.monitor.engine.active())]
+        return {"active": active, "recent": list(self.recent_alerts)}
+
+    def preview_jpeg(self) -> bytes | None:
+        latest = self._latest
+        if latest is None:
+            return None
+        frame, result, update = latest
+        image = annotate(frame.colour if frame.colour is not None else frame.grey, result)
+        for readings in update.eyes.values():
+            for x, y, w, h in readings.boxes:
+                cv2.rectangle(image, (x, y), (x + w, y + h), (255, 200, 0), 1)
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])
+        return jpeg.tobytes() if ok else None
+
     def write_status(self, state: str) -> None:
         """``<state_dir>/status.json`` for ``fer-edge status`` (health without a network endpoint)."""
         path = self.cfg.run.resolved_state_dir() / "status.json"
@@ -288,6 +329,11 @@ class Daemon:
                            "backend": self.classifier.backend})
         if self.mqtt is not None:
             self.mqtt.start()
+        if cfg.web.enabled:
+            from edge.web import StatusServer
+
+            self.web = StatusServer(self, cfg.web)
+            self.web.start()
         self.source.open()
         first_frame_s = None
         next_stats = time.monotonic() + cfg.output.stats_interval_s
@@ -325,6 +371,7 @@ class Daemon:
                 update = self.monitor.update(result)
                 for event in update.events:
                     self._alert(event)
+                self._latest = (frame, result, update)
                 if frame.index % cfg.output.every_n_frames == 0:
                     for face in result.faces:
                         self.events.write(expression_event(face, result, self.pipeline.labels, fps, update))
@@ -354,6 +401,8 @@ class Daemon:
                     log.warning("%d alert message(s) stay queued for the next start", self.outbox.depth())
             if self.gpio is not None:
                 self.gpio.close()
+            if self.web is not None:
+                self.web.stop()
             final = self.stats()
             final["event"] = "stop"
             final["startup_to_first_frame_s"] = None if first_frame_s is None else round(first_frame_s, 3)

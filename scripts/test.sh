@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-apt_packages=(mosquitto mosquitto-clients systemd shellcheck openssl)
+apt_packages=(mosquitto mosquitto-clients systemd shellcheck openssl chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

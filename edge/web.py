@@ -1,0 +1,192 @@
+"""Local status page for installers and caregivers: standard library only, no CDN assets.
+
+``GET /`` the page (phone-sized, polls the JSON endpoints) · ``GET /api/status`` health, faces and
+signals · ``GET /api/alerts`` active and recent alerts · ``POST /api/alerts/<id>/ack`` acknowledge
+(the same path as MQTT acks) · ``GET /metrics`` Prometheus text · ``GET /preview.jpg`` the annotated
+frame, only when ``web.preview`` is on (404 otherwise).
+
+Bound to 127.0.0.1 by default. Bound anywhere else it requires the token: ``Authorization: Bearer``,
+or ``?token=`` once on the page URL (then an HttpOnly cookie carries it).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
+
+from edge.config import WebConfig
+
+if TYPE_CHECKING:
+    from edge.daemon import Daemon
+
+log = logging.getLogger(__name__)
+PAGE = Path(__file__).resolve().parent / "static" / "status.html"
+COOKIE = "fer_edge_token"
+
+
+def read_token(cfg: WebConfig) -> str | None:
+    if cfg.token_credential:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise ValueError(f"web.token_credential={cfg.token_credential!r} but $CREDENTIALS_DIRECTORY is not set")
+        path = Path(directory) / cfg.token_credential
+    elif cfg.token_file:
+        path = Path(cfg.token_file)
+    else:
+        return None
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the web token ({exc.strerror})") from None
+    if len(token) < 16:
+        raise ValueError(f"{path}: the web token must be at least 16 characters")
+    return token
+
+
+def prometheus(stats: dict[str, Any], active: list[dict[str, Any]]) -> str:
+    lines = []
+
+    def metric(name: str, kind: str, help_text: str, value: float | None, labels: str = "") -> None:
+        if value is None:
+            return
+        lines.extend([f"# HELP fer_edge_{name} {help_text}", f"# TYPE fer_edge_{name} {kind}",
+                      f"fer_edge_{name}{labels} {float(value)}"])
+
+    metric("frames_total", "counter", "Frames processed.", stats.get("frames"))
+    metric("fps", "gauge", "Frames per second (smoothed).", stats.get("fps"))
+    metric("faces", "gauge", "Faces in view.", stats.get("faces"))
+    metric("uptime_seconds", "gauge", "Seconds since start.", stats.get("uptime_s"))
+    metric("last_frame_age_seconds", "gauge", "Seconds since the last frame.", stats.get("last_frame_age_s"))
+    metric("frame_errors_total", "counter", "Frames that failed.", stats.get("frame_errors"))
+    metric("source_failures_total", "counter", "Camera/source failures.", stats.get("source_failures"))
+    metric("outbox_depth", "gauge", "Alert messages waiting for the broker.", stats.get("outbox_depth"))
+    metric("mqtt_connected", "gauge", "1 when connected to the MQTT broker.",
+           None if stats.get("mqtt_connected") is None else int(stats["mqtt_connected"]))
+    lines += ["# HELP fer_edge_active_alerts Active alerts by severity.", "# TYPE fer_edge_active_alerts gauge"]
+    for severity in ("info", "warning", "critical"):
+        count = sum(a["severity"] == severity for a in active)
+        lines.append(f'fer_edge_active_alerts{{severity="{severity}"}} {count}')
+    lines.append(f'fer_edge_model_info{{model="{stats.get("model", "")}",backend="{stats.get("backend", "")}"}} 1')
+    return "\n".join(lines) + "\n"
+
+
+class StatusServer:
+    def __init__(self, daemon: Daemon, cfg: WebConfig):
+        self.daemon = daemon
+        self.cfg = cfg
+        self.token = read_token(cfg)
+        self._preview: tuple[float, bytes] | None = None
+        self._preview_lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer((cfg.host, cfg.port), self._handler())
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="status-page", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("status page on http://%s:%d/%s", self.cfg.host, self.port, " (token required)" if self.token else "")
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def preview_jpeg(self) -> bytes | None:
+        with self._preview_lock:
+            now = time.monotonic()
+            if self._preview and now - self._preview[0] < 1.0 / self.cfg.preview_fps:
+                return self._preview[1]
+            jpeg = self.daemon.preview_jpeg()
+            if jpeg is not None:
+                self._preview = (now, jpeg)
+            return jpeg
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "fer-edge"
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("web %s %s", self.address_string(), fmt % args)
+
+            def _authorized(self, query: dict[str, list[str]]) -> tuple[bool, str | None]:
+                if server.token is None:
+                    return True, None
+                header = self.headers.get("Authorization", "")
+                offered = header[7:] if header.startswith("Bearer ") else None
+                if offered is None:
+                    for part in self.headers.get("Cookie", "").split(";"):
+                        name, _, value = part.strip().partition("=")
+                        if name == COOKIE:
+                            offered = value
+                from_query = query.get("token", [None])[0]
+                offered = offered or from_query
+                ok = offered is not None and hmac.compare_digest(offered, server.token)
+                return ok, (from_query if ok and from_query else None)
+
+            def _send(self, status: int, body: bytes, ctype: str, cookie: str | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("X-Content-Type-Options", "nosniff")
+                if cookie:
+                    self.send_header("Set-Cookie", f"{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _json(self, data: Any, status: int = 200) -> None:
+                self._send(status, json.dumps(data).encode(), "application/json")
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                ok, cookie = self._authorized(parse_qs(url.query))
+                if not ok:
+                    self._json({"error": "token required"}, HTTPStatus.UNAUTHORIZED)
+                    return
+                if url.path in ("/", "/index.html"):
+                    self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8", cookie)
+                elif url.path == "/api/status":
+                    self._json(server.daemon.web_status())
+                elif url.path == "/api/alerts":
+                    self._json(server.daemon.web_alerts())
+                elif url.path == "/metrics":
+                    body = prometheus(server.daemon.stats(), server.daemon.web_alerts()["active"])
+                    self._send(200, body.encode(), "text/plain; version=0.0.4")
+                elif url.path == "/preview.jpg":
+                    jpeg = server.preview_jpeg() if server.cfg.preview else None
+                    if jpeg is None:
+                        self._json({"error": "preview disabled" if not server.cfg.preview else "no frame yet"},
+                                   HTTPStatus.NOT_FOUND)
+                    else:
+                        self._send(200, jpeg, "image/jpeg")
+                else:
+                    self._json({"error": "not found"}, HTTPStatus.NOT_FOUND)
+
+            def do_POST(self) -> None:
+                url = urlparse(self.path)
+                ok, _ = self._authorized(parse_qs(url.query))
+                if not ok:
+                    self._json({"error": "token required"}, HTTPStatus.UNAUTHORIZED)
+                    return
+                parts = url.path.strip("/").split("/")
+                if len(parts) == 4 and parts[:2] == ["api", "alerts"] and parts[3] == "ack":
+                    known = {a["id"] for a in server.daemon.web_alerts()["active"]}
+                    if parts[2] not in known:
+                        self._json({"error": f"no active alert {parts[2]!r}"}, HTTPStatus.NOT_FOUND)
+                        return
+                    server.daemon.acknowledge(parts[2], by="web")
+                    self._json({"id": parts[2], "queued": True}, HTTPStatus.ACCEPTED)
+                else:
+                    self._json({"error": "not found"}, HTTPStatus.NOT_FOUND)
+
+        return Handler

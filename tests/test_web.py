@@ -1,0 +1,147 @@
+"""The local status page in a real headless browser (Debian's chromium via Playwright), and its API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from broker import Broker, Recorder
+from clips import render_drowsy_clip
+
+from edge.config import ConfigError, parse_config
+from edge.daemon import Daemon
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return render_drowsy_clip(tmp_path_factory.mktemp("clip") / "drowsy.mp4")
+
+
+class RunningDaemon:
+    def __init__(self, cfg):
+        self.daemon = Daemon(cfg)
+        self.thread = threading.Thread(target=self.daemon.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while (self.daemon.web is None or self.daemon._latest is None) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.daemon.web.port}"
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                return r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read(), dict(e.headers)
+
+    def close(self) -> None:
+        self.daemon.stop()
+        self.thread.join(10)
+
+
+def web_config(clip: Path, tmp_path: Path, **web) -> dict:
+    return {"source": {"uri": str(clip), "realtime": True, "loop": True}, "alerts": {"profile": "driver"},
+            "web": {"enabled": True, "port": 0, **web}, "output": {"events": str(tmp_path / "events.jsonl")},
+            "run": {"state_dir": str(tmp_path / "state")}}
+
+
+def test_page_shows_face_and_alert_and_acknowledges_through_mqtt(clip: Path, tmp_path: Path):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (scripts/test.sh installs it)")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    broker = Broker(tmp_path / "broker").start()
+    recorder = Recorder(broker.port, "fer-edge/#")
+    cfg = web_config(clip, tmp_path, preview=True)
+    cfg["mqtt"] = {"enabled": True, "port": broker.port, "device": "cam1", "reconnect_min_s": 1, "reconnect_max_s": 1}
+    running = RunningDaemon(parse_config(cfg))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 412, "height": 1000})  # a phone
+            page.goto(running.url + "/")
+            label = page.wait_for_selector(".face .label", timeout=15_000).inner_text()
+            assert label in (*running.daemon.card.labels, "uncertain")
+            page.wait_for_function("document.getElementById('preview-img').naturalWidth > 0", timeout=10_000)
+            alert = page.wait_for_selector(".alert[data-id]", timeout=20_000)  # microsleep from the clip
+            alert_id = alert.get_attribute("data-id")
+            rule = alert.inner_text()
+            page.click(f"button.ack[data-id='{alert_id}']")
+            deadline = time.monotonic() + 10
+            acked = False
+            while time.monotonic() < deadline and not acked:
+                _, body, _ = running.get("/api/alerts")
+                data = json.loads(body)
+                acked = any(a["id"] == alert_id and a["acknowledged"] for a in data["active"]) or any(
+                    e["id"] == alert_id and e["action"] == "acknowledged" for e in data["recent"])
+                time.sleep(0.1)
+            assert acked, data
+            assert recorder.wait_for(lambda r: any(
+                m["id"] == alert_id and m["action"] == "acknowledged" and m["by"] == "web"
+                for m in r.payloads("/cam1/alerts")), 10)
+            assert "microsleep" in rule or "face_absent" in rule
+            browser.close()
+    finally:
+        running.close()
+        recorder.close()
+        broker.stop()
+
+
+def test_api_metrics_and_preview_off_by_default(clip: Path, tmp_path: Path):
+    running = RunningDaemon(parse_config(web_config(clip, tmp_path)))
+    try:
+        status, body, _ = running.get("/api/status")
+        data = json.loads(body)
+        assert status == 200 and data["health"]["model"] == "fer_edge" and data["preview"] is False
+        status, body, headers = running.get("/metrics")
+        text = body.decode()
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert "# TYPE fer_edge_fps gauge" in text and 'fer_edge_active_alerts{severity="critical"}' in text
+        assert running.get("/preview.jpg")[0] == 404  # privacy: no preview unless enabled
+        assert running.get("/nope")[0] == 404
+        status, body, _ = running.get("/api/alerts")
+        assert status == 200 and set(json.loads(body)) == {"active", "recent"}
+        request = urllib.request.Request(running.url + "/api/alerts/unknown-1/ack", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        assert info.value.code == 404
+    finally:
+        running.close()
+
+
+def test_token_required_beyond_loopback(clip: Path, tmp_path: Path):
+    with pytest.raises(ConfigError, match="is not loopback: set token_file or token_credential"):
+        parse_config({"web": {"enabled": True, "host": "0.0.0.0"}})
+    token = "a-long-random-token-0123456789"
+    (tmp_path / "token").write_text(token + "\n")
+    running = RunningDaemon(parse_config(web_config(clip, tmp_path, host="0.0.0.0", token_file=str(tmp_path / "token"),
+                                                    preview=True)))
+    try:
+        assert running.get("/api/status")[0] == 401
+        assert running.get("/")[0] == 401
+        assert running.get("/preview.jpg")[0] == 401
+        assert running.get("/api/status", {"Authorization": "Bearer wrong-token-0123456789"})[0] == 401
+        assert running.get("/api/status", {"Authorization": f"Bearer {token}"})[0] == 200
+        status, _, headers = running.get(f"/?token={token}")
+        assert status == 200 and "HttpOnly" in headers["Set-Cookie"]
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert running.get("/api/alerts", {"Cookie": cookie})[0] == 200
+        status, body, headers = running.get("/preview.jpg", {"Cookie": cookie})
+        assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+    finally:
+        running.close()
