@@ -76,7 +76,7 @@ def test_fit_cli_writes_model_card_report_and_resumes(tmp_path: Path):
     assert card.data["select_split"] == "PublicTest" and card.data["report_split"] == "PrivateTest"
     assert card.artifacts["keras"]["sha256"] == sha256_file(out / "tiny.keras")
     assert set(card.metrics["keras"]) == {"PublicTest", "PrivateTest"}
-    for name in ("tiny.metrics.json", "tiny.confusion_PrivateTest.png", "tiny.curves.png"):
+    for name in ("tiny.metrics.json", "tiny.confusion_PrivateTest.png", "tiny.curves.png", "tiny.history.json"):
         assert (out / name).is_file(), name
     model = keras.models.load_model(out / "tiny.keras")
     probs = model.predict(np.zeros((2, 48, 48, 1), np.float32), verbose=0)

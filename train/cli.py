@@ -37,7 +37,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace):
-    dataset = load_dataset(args.dataset, args.data, skip_bad=args.skip_bad, cache_dir=args.cache_dir, path=args.path)
+    dataset = load_dataset(args.dataset, args.data, skip_bad=args.skip_bad, cache_dir=args.cache_dir, path=args.path,
+                           progress=sys.stderr.isatty())
     if dataset.skipped:
         log.warning("skipped %d bad row(s) or image(s) in %s", dataset.skipped, dataset.source)
     return dataset

@@ -434,6 +434,7 @@ def load_dataset(
     skip_bad: bool = False,
     cache_dir: Path | None = None,
     path: str | Path | None = None,
+    progress: bool = False,
 ) -> Dataset:
     """Load by kind: ``fer2013``, ``ferplus``, ``cew`` or ``folders`` (then ``path`` is required)."""
     root = Path(data_root) if data_root else default_data_root()
@@ -444,7 +445,8 @@ def load_dataset(
     if root is None and path is None:
         raise DatasetError("no data root given and ../shared/data not found; pass --data")
     if kind == "fer2013":
-        return load_fer2013_csv(path or root / "fer2013" / "fer2013.csv.gz", skip_bad=skip_bad, cache_dir=cache_dir)
+        return load_fer2013_csv(path or root / "fer2013" / "fer2013.csv.gz", skip_bad=skip_bad, cache_dir=cache_dir,
+                                progress=progress)
     if kind == "ferplus":
         votes = path or root / "ferplus" / "fer2013new.csv"
         return load_ferplus(votes, root / "fer2013" / "fer2013.csv.gz", skip_bad=skip_bad, cache_dir=cache_dir)

@@ -169,6 +169,7 @@ def evaluate_and_report(
     (out_dir / f"{stem}.metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     if history_csv is not None and Path(history_csv).is_file():
         curves_png(Path(history_csv), out_dir / f"{stem}.curves.png", f"{stem} training curves")
+        (out_dir / f"{stem}.history.json").write_text(json.dumps(read_history(Path(history_csv))) + "\n")
     if update_card:
         card.metrics = {"keras": {s: r["summary"] for s, r in results.items()}}
         for s, r in results.items():
