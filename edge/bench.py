@@ -12,6 +12,17 @@ import numpy as np
 from edge.config import load_config
 
 
+def print_result(result: dict[str, Any], as_json: bool, width: int = 28) -> None:
+    """Benchmarks print JSON (for scripts) or aligned ``key value`` lines (for people)."""
+    import json
+
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:{width}s} {value}")
+
+
 def _percentile_ms(samples: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(samples) * 1e3, q)), 3)
 

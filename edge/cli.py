@@ -157,14 +157,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edge.bench import run_bench
+    from edge.bench import print_result, run_bench
 
-    result = run_bench(args.config, args.frames)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:28s} {value}")
+    print_result(run_bench(args.config, args.frames), args.json)
     return 0
 
 

@@ -16,43 +16,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from edge.config import MqttConfig
 from edge.outbox import Outbox
+from edge.secrets import SecretError, read_secret
 
 log = logging.getLogger(__name__)
 
 
-class MqttConfigError(ValueError):
-    pass
+MqttConfigError = SecretError
 
 
 def read_password(cfg: MqttConfig) -> str | None:
     """The broker password from a file or a systemd credential, never from the config itself."""
-    if cfg.password_credential:
-        cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not cred_dir:
-            raise MqttConfigError(f"mqtt.password_credential={cfg.password_credential!r} but $CREDENTIALS_DIRECTORY "
-                                  "is not set (use LoadCredential= in the systemd unit)")
-        path = Path(cred_dir) / cfg.password_credential
-    elif cfg.password_file:
-        path = Path(cfg.password_file)
-    else:
-        return None
-    try:
-        return path.read_text().rstrip("\r\n")
-    except OSError as exc:
-        raise MqttConfigError(f"{path}: cannot read the MQTT password ({exc.strerror})") from None
+    return read_secret("MQTT password", cfg.password_file, cfg.password_credential)
 
 
 class MqttPublisher:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import threading
 import time
 from http import HTTPStatus
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 from edge.config import WebConfig
+from edge.secrets import SecretError, read_secret
 
 if TYPE_CHECKING:
     from edge.daemon import Daemon
@@ -34,22 +34,10 @@ COOKIE = "fer_edge_token"
 
 
 def read_token(cfg: WebConfig) -> str | None:
-    if cfg.token_credential:
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory:
-            raise ValueError(f"web.token_credential={cfg.token_credential!r} but $CREDENTIALS_DIRECTORY is not set")
-        path = Path(directory) / cfg.token_credential
-    elif cfg.token_file:
-        path = Path(cfg.token_file)
-    else:
-        return None
-    try:
-        token = path.read_text().strip()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the web token ({exc.strerror})") from None
-    if len(token) < 16:
-        raise ValueError(f"{path}: the web token must be at least 16 characters")
-    return token
+    token = read_secret("web token", cfg.token_file, cfg.token_credential)
+    if token is not None and len(token.strip()) < 16:
+        raise SecretError("the web token must be at least 16 characters")
+    return None if token is None else token.strip()
 
 
 def prometheus(stats: dict[str, Any], active: list[dict[str, Any]]) -> str:

@@ -11,7 +11,6 @@ float model >= 72% (70% to resolve), macro-F1 >= 0.70, <= 1M parameters, int8 dr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge.bench import print_result  # noqa: E402
 from edge.classifier import load_model_with_card  # noqa: E402
 from train.datasets import default_cache_dir, load_dataset  # noqa: E402
 from train.metrics import classification_metrics  # noqa: E402
@@ -53,11 +53,7 @@ def main() -> int:
         "int8 drop <= 0.3 pp": result.get("int8_drop_pp", 99) <= 0.3,
     }
     result["targets_met"] = targets
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:28s} {value}")
+    print_result(result, args.json, 28)
     return 0
 
 

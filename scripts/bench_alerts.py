@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from clips import render_drowsy_clip  # noqa: E402
 
+from edge.bench import print_result  # noqa: E402
 from edge.config import AppConfig  # noqa: E402
 from edge.replay import replay  # noqa: E402
 
@@ -59,11 +59,7 @@ def main() -> int:
     }
     result["latency_driver"]["sequence"] = [f"{e['action']} {e['rule']} {e['severity']} @{e['t']}"
                                             for e in summary["alerts"]]
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:18s} {value}")
+    print_result(result, args.json, 18)
     return 0
 
 

@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 SAMPLE_CONFIG = ROOT / "edge" / "samples" / "sample.yaml"
+from edge.bench import print_result  # noqa: E402
 
 
 def pin_one_core() -> int:
@@ -154,11 +156,7 @@ def main() -> int:
         result["fer"] = fer_pipeline(load_frames(args.frames))
         result["pipeline_speedup_ours_over_fer"] = round(
             result["ours"]["fps_equivalent"] / result["fer"]["fps_equivalent"], 2)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:34s} {value}")
+    print_result(result, args.json, 34)
     return 0
 
 

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from broker import Broker, Recorder, free_port  # noqa: E402
 
+from edge.bench import print_result  # noqa: E402
 from edge.config import MqttConfig  # noqa: E402
 from edge.mqtt import MqttPublisher  # noqa: E402
 from edge.outbox import Outbox  # noqa: E402
@@ -87,11 +88,7 @@ def main() -> int:
         pub.stop()
         recorder.close()
         broker.stop()
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:14s} {value}")
+    print_result(result, args.json, 14)
     return 0
 
 

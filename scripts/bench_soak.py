@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from edge.bench import print_result  # noqa: E402
 
 
 def rss_mb(pid: int) -> float | None:
@@ -73,11 +75,7 @@ def main() -> int:
         "rss_growth_after_warmup_mb": round(samples[-1][2] - base, 2),
         "frame_errors": stop["frame_errors"], "exit_code": proc.returncode,
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:28s} {value}")
+    print_result(result, args.json, 28)
     return 0
 
 

@@ -94,6 +94,14 @@ class Dataset:
         return ", ".join(f"{s}={len(d)}" for s, d in self.splits.items()) or "no rows"
 
 
+def _split(images: list[np.ndarray], labels: list[int], size: int, rows: list[int] | None = None) -> SplitData:
+    return SplitData(
+        images=np.stack(images) if images else np.zeros((0, size, size), np.uint8),
+        labels=np.asarray(labels, dtype=np.int64),
+        rows=None if rows is None else np.asarray(rows, dtype=np.int64),
+    )
+
+
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
@@ -181,14 +189,7 @@ def load_fer2013_csv(
         labels.append(int(label_text))
         row_ids.append(index)
 
-    splits = {
-        s: SplitData(
-            images=np.stack(v[0]) if v[0] else np.zeros((0, FACE_INPUT_SIZE, FACE_INPUT_SIZE), np.uint8),
-            labels=np.asarray(v[1], dtype=np.int64),
-            rows=np.asarray(v[2], dtype=np.int64),
-        )
-        for s, v in per_split.items()
-    }
+    splits = {s: _split(v[0], v[1], FACE_INPUT_SIZE, v[2]) for s, v in per_split.items()}
     dataset = Dataset("fer2013", FER2013_LABELS, splits, str(path), skipped=skipped)
     if skipped:
         dataset.notes.append(f"skipped {skipped} bad row(s)")
@@ -334,13 +335,7 @@ def load_image_folders(
                     log.warning("skipping bad image: %s", exc)
                     continue
                 ys.append(index[label])
-    splits = {
-        s: SplitData(
-            images=np.stack(v[0]) if v[0] else np.zeros((0, size, size), np.uint8),
-            labels=np.asarray(v[1], dtype=np.int64),
-        )
-        for s, v in per_split.items()
-    }
+    splits = {s: _split(v[0], v[1], size) for s, v in per_split.items()}
     for s, data in splits.items():
         if len(data) == 0:
             raise DatasetError(f"{root}: split '{s}' has no images")

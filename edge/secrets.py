@@ -1,0 +1,28 @@
+"""Secrets (MQTT password, web token) come from a file or a systemd credential, never from the config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class SecretError(ValueError):
+    pass
+
+
+def read_secret(what: str, file: Path | None, credential: str | None) -> str | None:
+    """``credential`` names a file in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``)."""
+    if credential:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise SecretError(f"{what} credential {credential!r} is configured but $CREDENTIALS_DIRECTORY is not set "
+                              "(use LoadCredential= in the systemd unit)")
+        path = Path(directory) / credential
+    elif file:
+        path = Path(file)
+    else:
+        return None
+    try:
+        return path.read_text().strip("\r\n")
+    except OSError as exc:
+        raise SecretError(f"{path}: cannot read the {what} ({exc.strerror})") from None
