@@ -152,6 +152,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     name = args.name or ("eye_state" if args.dataset == "cew" else "fer_edge")
     run_dir = args.run_dir or Path("runs") / name
+    if args.resume and (run_dir / "state.json").is_file():
+        from train.fit import RunState
+
+        args.dataset = RunState(run_dir).data["config"]["dataset"]  # the run decides what it trains on
     cfg = FitConfig(
         name=name, arch=args.arch, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
