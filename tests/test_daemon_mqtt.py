@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    return render_drowsy_clip(tmp_path_factory.mktemp("clip") / "drowsy.mp4")
+    # Eyes shut 6 s: the microsleep alert stays active ~5 s, ample time for an acknowledgement to arrive.
+    return render_drowsy_clip(tmp_path_factory.mktemp("clip") / "drowsy.mp4", closed_s=6.0, gone_s=4.0)
 
 
 def write_config(path: Path, clip: Path, port: int, state: Path, events: Path, **run) -> Path:

@@ -26,7 +26,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    return render_drowsy_clip(tmp_path_factory.mktemp("clip") / "drowsy.mp4")
+    # Eyes shut for 8 s: the microsleep alert stays active ~7 s, ample time for the page to show it and
+    # for the click to land before the face leaves and the alert clears.
+    return render_drowsy_clip(tmp_path_factory.mktemp("clip") / "drowsy.mp4", closed_s=8.0, gone_s=2.0)
 
 
 class RunningDaemon:
@@ -78,7 +80,7 @@ def test_page_shows_face_and_alert_and_acknowledges_through_mqtt(clip: Path, tmp
             label = page.wait_for_selector(".face .label", timeout=15_000).inner_text()
             assert label in (*running.daemon.card.labels, "uncertain")
             page.wait_for_function("document.getElementById('preview-img').naturalWidth > 0", timeout=10_000)
-            alert = page.wait_for_selector(".alert[data-id]", timeout=20_000)  # microsleep from the clip
+            alert = page.wait_for_selector(".alert[data-id]", timeout=20_000)  # microsleep, 5.5 s into the clip
             alert_id = alert.get_attribute("data-id")
             rule = alert.inner_text()
             page.click(f"button.ack[data-id='{alert_id}']")
