@@ -31,6 +31,16 @@ def clip(tmp_path_factory) -> Path:
     return render_drowsy_clip(tmp_path_factory.mktemp("clip") / "drowsy.mp4", closed_s=8.0, gone_s=2.0)
 
 
+def _green_box_pixels(jpeg: bytes) -> int:
+    """Pixels of the annotation green (0, 200, 0) in the preview: the face rectangle and its label."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    b, g, r = (image[..., i].astype(int) for i in range(3))
+    return int(((g > 150) & (r < 80) & (b < 80)).sum())
+
+
 class RunningDaemon:
     def __init__(self, cfg):
         self.daemon = Daemon(cfg)
@@ -80,6 +90,7 @@ def test_page_shows_face_and_alert_and_acknowledges_through_mqtt(clip: Path, tmp
             label = page.wait_for_selector(".face .label", timeout=15_000).inner_text()
             assert label in (*running.daemon.card.labels, "uncertain")
             page.wait_for_function("document.getElementById('preview-img').naturalWidth > 0", timeout=10_000)
+            assert _green_box_pixels(running.get("/preview.jpg")[1]) > 100  # the face box is drawn
             alert = page.wait_for_selector(".alert[data-id]", timeout=20_000)  # microsleep, 5.5 s into the clip
             alert_id = alert.get_attribute("data-id")
             rule = alert.inner_text()
