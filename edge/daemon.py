@@ -195,8 +195,8 @@ class Daemon:
         analysis_changed = any(getattr(new, k) != getattr(old, k)
                                for k in ("classifier", "detector", "tracker", "eyes", "signals", "alerts"))
         if analysis_changed:
-            for alert in self.monitor.engine.active():
-                self._alert(self.monitor.engine._event("cleared", alert, self.last_t, reason="config reloaded"))
+            for event in self.monitor.engine.clear_all(self.last_t, reason="config reloaded"):
+                self._alert(event)
             self._build_analysis(new)
         if new.source != old.source:
             self.source.close()

@@ -121,6 +121,13 @@ class RuleEngine:
                 return [self._event("acknowledged", alert, t, by=by)]
         return []
 
+    def clear_all(self, t: float, reason: str) -> list[dict[str, Any]]:
+        """Clear every active alert (e.g. before the rules are replaced on a config reload)."""
+        events = [self._event("cleared", s.alert, t, reason=reason, duration_s=round(t - s.alert.raised_t, 3))
+                  for s in self._states.values() if s.alert is not None]
+        self._states.clear()
+        return events
+
     def drop_track(self, track: int, t: float) -> list[dict[str, Any]]:
         """A subject left for good (its track expired): clear its active alerts."""
         events = []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from broker import Broker, Recorder, free_port
 from clips import render_drowsy_clip
+from events import wait_for_event
 
 from edge.outbox import Outbox
 
@@ -40,18 +41,6 @@ def write_config(path: Path, clip: Path, port: int, state: Path, events: Path, *
 def start_daemon(config: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_event(events: Path, predicate, timeout: float = 20.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if events.exists():
-            for line in events.read_text().splitlines():
-                event = json.loads(line)
-                if predicate(event):
-                    return event
-        time.sleep(0.05)
-    raise AssertionError(f"no matching event in {events}")
 
 
 def alert_events(events: Path) -> list[dict]:

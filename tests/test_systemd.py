@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from events import wait_for_event
 
 from edge.config import parse_config
 from edge.daemon import Daemon
@@ -138,25 +139,13 @@ def _config_text(events: Path, state: Path, every: int = 15, extra: str = "") ->
             f"output:\n  events: {events}\n  every_n_frames: {every}\nrun:\n  state_dir: {state}\n{extra}")
 
 
-def _wait_for(path: Path, predicate, timeout: float = 15.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            for line in path.read_text().splitlines():
-                event = json.loads(line)
-                if predicate(event):
-                    return event
-        time.sleep(0.05)
-    raise AssertionError(f"no matching event in {path}")
-
-
 def test_sighup_reload_accepts_good_and_rejects_bad_config_and_status_reports(tmp_path: Path):
     events, state, config = tmp_path / "events.jsonl", tmp_path / "state", tmp_path / "config.yaml"
     config.write_text(_config_text(events, state))
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(events, lambda e: e["event"] == "expression")
+        wait_for_event(events, lambda e: e["event"] == "expression")
         status = subprocess.run([sys.executable, "-m", "edge.cli", "status", "--state-dir", str(state), "--json"],
                                 cwd=ROOT, capture_output=True, text=True)
         assert status.returncode == 0, status.stdout + status.stderr
@@ -166,12 +155,12 @@ def test_sighup_reload_accepts_good_and_rejects_bad_config_and_status_reports(tm
 
         config.write_text(_config_text(events, state, every=3, extra="alerts:\n  profile: patient\n"))
         proc.send_signal(signal.SIGHUP)
-        ok = _wait_for(events, lambda e: e["event"] == "reload")
+        ok = wait_for_event(events, lambda e: e["event"] == "reload")
         assert ok["ok"] is True and ok["analysis_rebuilt"] is True
 
         config.write_text(_config_text(events, state, extra="detector:\n  scale_factor: 0.5\n"))
         proc.send_signal(signal.SIGHUP)
-        bad = _wait_for(events, lambda e: e["event"] == "reload" and not e["ok"])
+        bad = wait_for_event(events, lambda e: e["event"] == "reload" and not e["ok"])
         assert "detector.scale_factor" in bad["error"]
         time.sleep(0.5)
         assert proc.poll() is None  # still running on the previous config
