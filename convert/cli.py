@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from convert.parity import Thresholds
+from edge.tiebreak import DEFAULT_MARGIN_SCALE
 
 log = logging.getLogger("fer-convert")
 
@@ -36,9 +37,14 @@ def convert_model(
     latency_runs: int = 300,
     golden: bool = True,
     calibration_source: str = "Training, class-stratified",
+    margin_scale: float | None = DEFAULT_MARGIN_SCALE,
 ) -> dict[str, Any]:
-    """Write every artifact, measure parity, update the card. Returns the report (see ``violations``)."""
-    from convert.export import to_onnx, to_tflite
+    """Write every artifact, measure parity, update the card. Returns the report (see ``violations``).
+
+    ``margin_scale`` adds the tie-break head (pairwise logit margins, ``edge.tiebreak``) to every
+    artifact; None converts the model as it is.
+    """
+    from convert.export import to_onnx, to_tflite, with_tiebreak_head
     from convert.parity import artifact_row, check_thresholds, machine_description, measure_latency_us, write_report
     from edge.classifier import TFLiteClassifier, load_classifier
     from edge.contract import card_path_for
@@ -56,15 +62,18 @@ def convert_model(
     keras_probs = np.asarray(model.predict(split.images.astype(np.float32)[..., None], batch_size=256, verbose=0))
     rows = [artifact_row("keras", keras_probs, None, split.labels, label_names, None, None)]
     paths: dict[str, Path] = {}
+    deployed = with_tiebreak_head(model, margin_scale) if margin_scale else None
+    outputs = ["probabilities", "pairwise_margins"] if deployed is not None else ["probabilities"]
+    deployed = deployed or model
     for mode in ("float32", "float16", "int8"):
         log.info("converting to %s TFLite", mode)
-        data = to_tflite(model, mode, calibration if mode == "int8" else None)
+        data = to_tflite(deployed, mode, calibration if mode == "int8" else None)
         path = out_dir / f"{card.name}_{mode}.tflite"
         path.write_bytes(data)
         paths[mode] = path
     if onnx:
         log.info("exporting ONNX (opset %d)", opset)
-        paths["onnx"] = to_onnx(model, out_dir / f"{card.name}.onnx", opset)
+        paths["onnx"] = to_onnx(deployed, out_dir / f"{card.name}.onnx", opset)
 
     runtime = None
     sample = split.images[0]
@@ -72,8 +81,11 @@ def convert_model(
         classifier = load_classifier(path, num_threads=1)
         runtime = runtime or classifier.backend
         probs = np.concatenate([classifier.predict(split.images[i : i + 256]) for i in range(0, len(split), 256)])
+        ties = getattr(classifier, "ties_broken", 0) if key == "int8" else None
         latency = measure_latency_us(classifier, sample, runs=latency_runs)
         rows.append(artifact_row(key, probs, keras_probs, split.labels, label_names, path, latency))
+        if ties is not None:
+            rows[-1]["top1_ties_settled"] = ties
         log.info("%s: accuracy %.4f agreement %.4f latency %.0f us", key, rows[-1]["accuracy"],
                  rows[-1]["agreement_with_keras"], latency)
 
@@ -81,7 +93,8 @@ def convert_model(
         int8 = TFLiteClassifier(paths["int8"], num_threads=1)
         inputs = golden_inputs(int8.input_size[0])
         raw = np.concatenate([int8.raw_predict(img) for img in inputs.values()])
-        paths["golden"] = write_golden(out_dir / f"{card.name}.golden.csv", list(inputs), raw)
+        classes = [int(np.argmax(int8.predict(img)[0])) for img in inputs.values()]
+        paths["golden"] = write_golden(out_dir / f"{card.name}.golden.csv", list(inputs), raw, classes)
 
     violations = check_thresholds(rows, thresholds)
     report = {
@@ -94,12 +107,14 @@ def convert_model(
         "runtime": runtime,
         "machine": machine_description(),
         "onnx_opset": opset if onnx else None,
+        "outputs": outputs,
+        "margin_scale": margin_scale if len(outputs) == 2 else None,
         "artifacts": rows,
         "violations": violations,
     }
     json_path, md_path = write_report(out_dir, card.name, report)
     for key, path in paths.items():
-        card.add_artifact(key, path)
+        card.add_artifact(key, path, **({} if key in ("golden", "keras") else {"outputs": outputs}))
     card.metrics["parity"] = {r["artifact"]: {k: v for k, v in r.items() if k not in ("artifact", "file")}
                               for r in rows}
     card.metrics["parity_split"] = split_name
@@ -131,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, help="a .keras model with its .card.json beside it")
     p.add_argument("--data", type=Path, default=None, help="data root (default: ../shared/data when present)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the model's folder)")
-    p.add_argument("--calibration-size", type=int, default=1000,
+    p.add_argument("--calibration-size", type=int, default=3000,
                    help="class-stratified training faces for int8 calibration (default: %(default)s)")
     p.add_argument("--calibration-data", type=Path, default=None,
                    help="calibrate on these faces instead: a .npy of uint8 (N, H, W) crops, e.g. from the "
@@ -140,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-agreement", type=float, default=0.98, help="minimum int8 top-1 agreement (default: 0.98)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13-18 (default: 17)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    p.add_argument("--margin-scale", type=float, default=DEFAULT_MARGIN_SCALE,
+                   help="scale of the tie-break head's pairwise logit margins, which settle exact int8 top-1 "
+                        "ties (see edge/tiebreak.py); 0 leaves the head out (default: %(default)s)")
     p.add_argument("--latency-runs", type=int, default=300, help="timed single-face runs per artifact")
     p.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     p.add_argument("--seed", type=int, default=0)
@@ -174,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         report = convert_model(
             model, card, dataset, args.out or args.model.parent, calibration=calibration,
             thresholds=Thresholds(args.max_int8_drop, args.min_agreement), opset=args.opset,
-            onnx=not args.no_onnx, latency_runs=args.latency_runs,
+            onnx=not args.no_onnx, latency_runs=args.latency_runs, margin_scale=args.margin_scale or None,
             calibration_source=str(args.calibration_data) if args.calibration_data else "Training, class-stratified",
         )
     except (FileNotFoundError, ModelCardError, DatasetError, ValueError) as exc:

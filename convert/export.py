@@ -37,6 +37,29 @@ def representative_set(images: np.ndarray, labels: np.ndarray, size: int, seed: 
     return images[rng.permutation(chosen)]
 
 
+def with_tiebreak_head(model, scale: float = 8.0):
+    """The model with a second output of pairwise logit margins (see ``edge.tiebreak``), or None.
+
+    Needs the usual head, a Dense layer feeding the final Softmax; other models convert unchanged.
+    The clip to [-1, 1] fuses into the fully connected op as RELU_N1_TO_1, so the int8 output range
+    is +-1 (+-1/scale logits) and near-ties keep their sign.
+    """
+    import keras
+
+    from edge.tiebreak import pairwise_weights
+
+    last = model.layers[-1]
+    logits = last.input._keras_history.operation if isinstance(last, keras.layers.Softmax) else None
+    if not isinstance(logits, keras.layers.Dense) or len(model.outputs) != 1:
+        log.info("%s: no Dense -> Softmax head, converting without the tie-break head", model.name)
+        return None
+    kernel, bias = logits.get_weights()
+    margins = keras.layers.Dense(kernel.shape[1] * (kernel.shape[1] - 1) // 2, name="pairwise_margins")
+    clipped = keras.ops.clip(margins(logits.input), -1.0, 1.0)
+    margins.set_weights(list(pairwise_weights(kernel, bias, scale)))
+    return keras.Model(model.inputs, [model.outputs[0], clipped], name=model.name)
+
+
 def to_tflite(model, mode: str, representative: np.ndarray | None = None) -> bytes:
     """Convert with ``TFLiteConverter.from_keras_model`` (``from_concrete_functions`` is broken on Keras 3).
 

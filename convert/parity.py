@@ -99,12 +99,13 @@ def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path
         f"# Parity report: {name}",
         "",
         f"Evaluated on **{report['split']}** ({report['samples']} faces) of `{report['dataset']}`; "
-        f"int8 calibrated on {report['calibration']['size']} class-stratified training faces.",
+        f"int8 calibrated on {report['calibration']['size']} faces ({report['calibration']['source']}).",
         f"Latency: median of single-face invocations, 1 thread, runtime `{report['runtime']}`, "
         f"machine `{report['machine']}`.",
         "",
         markdown_table(report["artifacts"]),
         "",
+        *_tiebreak_lines(report),
         f"Thresholds: int8 drop <= {report['thresholds']['max_int8_drop_pp']} pp, int8 agreement >= "
         f"{report['thresholds']['min_int8_agreement']}, float agreement >= "
         f"{report['thresholds']['min_float_agreement']}. **{verdict}**",
@@ -112,6 +113,15 @@ def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path
     ]
     md_path.write_text("\n".join(md))
     return json_path, md_path
+
+
+def _tiebreak_lines(report: dict[str, Any]) -> list[str]:
+    if not report.get("margin_scale"):
+        return ["Converted without the tie-break head: int8 top-1 ties fall to the lower class index.", ""]
+    int8 = next((r for r in report["artifacts"] if r["artifact"] == "int8"), {})
+    return [f"Outputs: probabilities and pairwise logit margins (scale {report['margin_scale']}, see "
+            f"`edge/tiebreak.py`); {int8.get('top1_ties_settled', 0)} exact int8 top-1 ties were settled by the "
+            f"margins.", ""]
 
 
 def machine_description() -> str:

@@ -2,7 +2,9 @@
 
 The interpreter is created once and reused for every face. All back-ends take uint8 grey crops of
 the model's input size, raw 0-255, shape (N, H, W) or (H, W), and return float32 probabilities
-(N, C); quantization and dtype handling stay inside this module.
+(N, C); quantization and dtype handling stay inside this module. Models converted by fer-convert
+carry a second output, pairwise logit margins (see ``edge.tiebreak``), which settles exact top-1
+ties of int8 probabilities.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.contract import ModelCard, ModelCardError, card_path_for
+from edge.tiebreak import break_ties, margin_count
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,21 @@ class Classifier(Protocol):
     num_classes: int
 
     def predict(self, crops: np.ndarray) -> np.ndarray: ...
+
+
+def split_outputs(sizes: list[int], path: Path) -> tuple[int, int | None]:
+    """Which output holds the probabilities (C) and which the pairwise margins (C(C-1)/2), if any.
+
+    Outputs come in the Keras model's order (probabilities first); the sizes confirm it.
+    """
+    if len(sizes) == 1:
+        return 0, None
+    if len(sizes) == 2 and margin_count(sizes[0]) == sizes[1]:
+        return 0, 1
+    if len(sizes) == 2 and margin_count(sizes[1]) == sizes[0]:
+        return 1, 0
+    raise ModelLoadError(f"{path}: expected a probability output (and optionally pairwise margins), "
+                         f"got outputs of sizes {sizes}")
 
 
 def _interpreter_class():
@@ -55,7 +73,12 @@ class TFLiteClassifier:
             raise ModelLoadError(f"{path}: not a loadable TFLite model ({exc})") from None
         self.path = path
         inp = self._interpreter.get_input_details()[0]
-        out = self._interpreter.get_output_details()[0]
+        outputs = sorted(self._interpreter.get_output_details(), key=lambda o: o["name"])
+        prob_at, margin_at = split_outputs([int(o["shape"][-1]) for o in outputs], path)
+        out = outputs[prob_at]
+        self._margin_index = None if margin_at is None else outputs[margin_at]["index"]
+        self._margin_zero = 0 if margin_at is None else int(outputs[margin_at]["quantization"][1])
+        self.ties_broken = 0  # top-1 ties settled by the margins head since load
         self._in_index, self._out_index = inp["index"], out["index"]
         self._in_dtype, self._out_dtype = inp["dtype"], out["dtype"]
         self._in_scale, self._in_zero = inp["quantization"]
@@ -82,7 +105,10 @@ class TFLiteClassifier:
         return x.astype(self._in_dtype)
 
     def raw_predict(self, crops: np.ndarray) -> np.ndarray:
-        """The output tensor as stored (quantized integers for int8 models), shape (N, C)."""
+        """The probability tensor as stored (quantized integers for int8 models), shape (N, C)."""
+        return self._run(crops)[0]
+
+    def _run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         crops = _as_batch(crops, self.input_size)
         x = self._prepare(crops)
         out = np.empty((len(x), self.num_classes), dtype=self._out_dtype)
@@ -93,13 +119,20 @@ class TFLiteClassifier:
         self._interpreter.set_tensor(self._in_index, x)
         self._interpreter.invoke()
         out[:] = self._interpreter.get_tensor(self._out_index)
-        return out
+        margins = None if self._margin_index is None else self._interpreter.get_tensor(self._margin_index).copy()
+        return out, margins
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
-        raw = self.raw_predict(crops)
-        if self._out_dtype in (np.uint8, np.int8):
-            return ((raw.astype(np.float32) - self._out_zero) * self._out_scale).astype(np.float32)
-        return raw.astype(np.float32)
+        raw, margins = self._run(crops)
+        if self._out_dtype not in (np.uint8, np.int8):
+            return raw.astype(np.float32)
+        probs = ((raw.astype(np.float32) - self._out_zero) * self._out_scale).astype(np.float32)
+        if margins is None:
+            return probs
+        # Only the margins' signs matter, and the zero point is exactly 0.
+        probs, ties = break_ties(probs, margins.astype(np.int32) - self._margin_zero, self._out_scale)
+        self.ties_broken += ties
+        return probs
 
 
 class OnnxClassifier:
@@ -124,12 +157,15 @@ class OnnxClassifier:
         self._input_name = inp.name
         _, h, w, _ = inp.shape
         self.input_size = (int(h), int(w))
-        self.num_classes = int(self._session.get_outputs()[0].shape[-1])
+        outputs = self._session.get_outputs()
+        self._prob_at, _ = split_outputs([int(o.shape[-1]) for o in outputs], path)
+        self.num_classes = int(outputs[self._prob_at].shape[-1])
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         crops = _as_batch(crops, self.input_size)
         x = crops.astype(np.float32)[..., None]
-        return np.asarray(self._session.run(None, {self._input_name: x})[0], dtype=np.float32)
+        # Float outputs practically never tie exactly, so the margins output is not needed here.
+        return np.asarray(self._session.run(None, {self._input_name: x})[self._prob_at], dtype=np.float32)
 
 
 def _as_batch(crops: np.ndarray, size: tuple[int, int]) -> np.ndarray:

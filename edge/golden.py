@@ -58,12 +58,14 @@ class GoldenRow:
     raw: list[int]  # the quantized output tensor, as stored
 
 
-def write_golden(path: Path, names: list[str], raw_outputs: np.ndarray) -> Path:
+def write_golden(path: Path, names: list[str], raw_outputs: np.ndarray, classes: list[int] | None = None) -> Path:
+    """``classes``: the classifier's answers (ties settled by the margins head); default argmax of raw."""
+    classes = classes if classes is not None else [int(np.argmax(raw)) for raw in raw_outputs]
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["input", "expected_class", "raw_scores"])
-        for name, raw in zip(names, raw_outputs, strict=True):
-            writer.writerow([name, int(np.argmax(raw)), " ".join(str(int(v)) for v in raw)])
+        for name, raw, cls in zip(names, raw_outputs, classes, strict=True):
+            writer.writerow([name, int(cls), " ".join(str(int(v)) for v in raw)])
     return path
 
 
@@ -94,7 +96,7 @@ def check_golden(classifier, golden_csv: Path, tolerance: int = 1) -> list[str]:
             continue
         raw = classifier.raw_predict(inputs[row.name])[0].astype(int)
         diff = int(np.max(np.abs(raw - np.asarray(row.raw))))
-        top = int(np.argmax(raw))
+        top = int(np.argmax(classifier.predict(inputs[row.name])[0]))
         second = np.sort(np.asarray(row.raw))[-2] if len(row.raw) > 1 else -1
         clear_winner = max(row.raw) - second > 2 * tolerance
         if diff > tolerance or (clear_winner and top != row.expected_class):

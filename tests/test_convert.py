@@ -42,6 +42,10 @@ def test_all_artifacts_written_and_hashed_in_card(converted: Path):
     assert report["violations"] == [] and report["split"] == "PrivateTest"
     assert {r["artifact"] for r in report["artifacts"]} == {"keras", "float32", "float16", "int8", "onnx"}
     assert "| int8 |" in (converted / "tiny.parity.md").read_text()
+    assert "pairwise logit margins" in (converted / "tiny.parity.md").read_text()
+    assert report["outputs"] == ["probabilities", "pairwise_margins"] == card.artifacts["int8"]["outputs"]
+    int8_row = next(r for r in report["artifacts"] if r["artifact"] == "int8")
+    assert isinstance(int8_row["top1_ties_settled"], int)
     assert card.metrics["parity"]["int8"]["agreement_with_keras"] >= 0.95
 
 
@@ -49,11 +53,41 @@ def test_int8_is_full_integer_with_raw_pixel_input(converted: Path):
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(converted / "tiny_int8.tflite"))
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    assert inp["dtype"] == np.uint8 and out["dtype"] == np.uint8
+    inp = interp.get_input_details()[0]
+    assert inp["dtype"] == np.uint8 and all(o["dtype"] == np.uint8 for o in interp.get_output_details())
     assert inp["quantization"] == (1.0, 0)  # raw 0-255 pixels are the quantized values
     float_ops = [d for d in interp.get_tensor_details() if d["dtype"] == np.float32]
     assert float_ops == [], [d["name"] for d in float_ops]
+
+
+def test_int8_margins_head_is_fused_and_follows_the_keras_logits(converted: Path):
+    """The tie-break head: clip fused into the FC (output range +-1), signs equal to the float logit gaps."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+    from conftest import pattern_face
+
+    from edge.tiebreak import DEFAULT_MARGIN_SCALE, class_pairs
+
+    interp = Interpreter(model_path=str(converted / "tiny_int8.tflite"))
+    sizes = sorted(int(o["shape"][-1]) for o in interp.get_output_details())
+    assert sizes == [7, 21]
+    margin_out = next(o for o in interp.get_output_details() if o["shape"][-1] == 21)
+    assert margin_out["quantization"][0] == pytest.approx(2 / 255, rel=0.02)  # range exactly [-1, 1]
+    ops = [op["op_name"] for op in interp._get_ops_details()]
+    assert ops.count("FULLY_CONNECTED") == 2 and "MINIMUM" not in ops and "MAXIMUM" not in ops
+
+    model = keras.models.load_model(converted / "tiny.keras")
+    logits_model = keras.Model(model.inputs, model.get_layer("logits").output)
+    rng = np.random.default_rng(11)
+    images = np.stack([pattern_face(i % 7, rng) for i in range(70)])
+    logits = logits_model.predict(images[..., None].astype(np.float32), verbose=0)
+    gaps = np.stack([logits[:, i] - logits[:, j] for i, j in class_pairs(7)], axis=1) * DEFAULT_MARGIN_SCALE
+    _, margins = TFLiteClassifier(converted / "tiny_int8.tflite")._run(images)
+    margins = margins.astype(int) - margin_out["quantization"][1]
+    clear = np.abs(gaps) > 0.2  # well beyond int8 noise in the features
+    assert clear.sum() > 100
+    assert np.mean(np.sign(margins[clear]) == np.sign(gaps[clear])) >= 0.98
+    assert np.all(np.abs(margins[np.abs(gaps) > 1.5]) >= 126)  # saturated, as the clip says
 
 
 def test_int8_agrees_with_keras_on_structured_inputs(converted: Path):
@@ -78,8 +112,9 @@ def test_onnx_matches_keras_with_onnxruntime(converted: Path):
     model = keras.models.load_model(converted / "tiny.keras")
     x = np.stack([img for _, img, _ in fer_rows({"PrivateTest": 21}, seed=3)])[..., None].astype(np.float32)
     expected = model.predict(x, verbose=0)
-    got = session.run(None, {"image": x})[0]
+    got, margins = session.run(None, {"image": x})
     assert np.allclose(got, expected, atol=1e-5)
+    assert margins.shape == (21, 21) and np.all(np.abs(margins) <= 1.0)
     assert np.allclose(load_classifier(converted / "tiny.onnx").predict(x[..., 0]), expected, atol=1e-5)
 
 

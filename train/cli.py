@@ -66,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--run-dir", type=Path, default=None, help="checkpoints and history (default: runs/<name>)")
     fit.add_argument("--out", type=Path, default=Path("models"), help="where the selected model, card and report go")
     fit.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last epoch")
-    fit.add_argument("--epochs", type=int, default=150)
+    fit.add_argument("--epochs", type=int, default=150,
+                     help="total epochs; with --resume and --new-horizon, the run's new total")
+    fit.add_argument("--new-horizon", action="store_true",
+                     help="with --resume: end the run at --epochs instead of its saved total (the cosine tail is "
+                     "recomputed from the current step, so the learning rate drops smoothly towards zero at the "
+                     "new end)")
     fit.add_argument("--batch-size", type=int, default=64)
     fit.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
     fit.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
@@ -167,7 +172,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.dataset == "cew" and not args.no_augment:
         cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)
     dataset = _load(args)
-    train(cfg, dataset, run_dir, resume=args.resume)
+    train(cfg, dataset, run_dir, resume=args.resume, new_horizon=args.epochs if args.new_horizon else None)
     _publish(run_dir, args.out, dataset)
     return 0
 

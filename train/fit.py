@@ -257,9 +257,14 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    new_horizon: int | None = None,
     verbose: int | None = None,
 ) -> Path:
-    """Train (or continue) a run. Returns the run directory; ``best.keras`` holds the selected model."""
+    """Train (or continue) a run. Returns the run directory; ``best.keras`` holds the selected model.
+
+    ``new_horizon`` (with ``resume``) moves the end of the run to that many epochs: the saved config and the
+    optimizer's cosine schedule are updated, so the remaining epochs anneal to the new end.
+    """
     import keras
     import tensorflow as tf
 
@@ -275,6 +280,12 @@ def train(
         if saved.to_dict() != cfg.to_dict():
             log.info("resuming with the run's saved config (command-line options ignored)")
         cfg = saved
+        if new_horizon is not None and new_horizon != cfg.epochs:
+            if new_horizon <= int(state.data.get("epoch", 0)):
+                raise ValueError(f"--epochs {new_horizon}: the run is already at epoch {state.data.get('epoch')}")
+            log.info("moving the end of the run from epoch %d to %d", cfg.epochs, new_horizon)
+            cfg.epochs = new_horizon
+            state.save(config=cfg.to_dict())
     elif (run_dir / "last.keras").is_file():
         raise FileExistsError(f"{run_dir}: a run exists here; pass --resume to continue it or choose another --run-dir")
 
@@ -308,6 +319,9 @@ def train(
             _optimizer(cfg, steps_per_epoch)  # registers the schedule class for deserialization
             model = keras.models.load_model(run_dir / "last.keras")
             initial_epoch = int(state.data["epoch"])
+            schedule = getattr(model.optimizer, "_learning_rate", None)
+            if cfg.schedule == "cosine" and hasattr(schedule, "total_steps"):
+                schedule.total_steps = cfg.epochs * steps_per_epoch
             log.info("resuming %s at epoch %d of %d", run_dir, initial_epoch, cfg.epochs)
         else:
             model = build_model(cfg.arch, num_classes, dataset.splits["Training"].images.shape[1], **cfg.arch_kwargs)
