@@ -94,6 +94,17 @@ def test_fit_cli_writes_model_card_report_and_resumes(tmp_path: Path):
     assert epochs == [0, 1, 2]
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == 3
 
+    # --new-horizon moves the end of a resumed run; the cosine schedule in the checkpoint follows it.
+    assert _cli(*common, "--resume", "--new-horizon", "--epochs", "2") == 2  # already past it
+    assert _cli(*common, "--resume", "--new-horizon", "--epochs", "4") == 0
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 4 and state["config"]["epochs"] == 4
+    from train.fit import FitConfig, _optimizer
+
+    _optimizer(FitConfig(), 1)  # registers the schedule class for loading
+    schedule = keras.models.load_model(run_dir / "last.keras").optimizer._learning_rate
+    assert schedule.total_steps == 4 * (140 // 16)
+
 
 def test_training_learns_the_synthetic_task(tmp_path: Path):
     from train.fit import FitConfig, train
@@ -167,3 +178,47 @@ def test_student_trains_from_a_teacher(tiny_model_dir: Path, tmp_path: Path):
     assert state["config"]["teachers"] and state["best_val_accuracy"] > 0.6
     with pytest.raises(FileNotFoundError, match="teacher model not found"):
         train(FitConfig(teachers=[str(tmp_path / "none.keras")], epochs=1), dataset, tmp_path / "x", verbose=0)
+
+
+def test_snapshots_average_with_recomputed_batchnorm(tmp_path: Path):
+    """--snapshots keeps the last epochs; average recomputes BN exactly and is promoted only if better."""
+    import keras
+
+    from train.average import average_run, average_weights, list_snapshots, recompute_batchnorm
+    from train.fit import FitConfig, train
+
+    path = write_fer_csv(tmp_path / "f.csv", rows=fer_rows({"Training": 140, "PublicTest": 35, "PrivateTest": 7}))
+    dataset = load_fer2013_csv(path)
+    cfg = FitConfig(epochs=4, batch_size=16, lr=0.02, warmup_epochs=0, label_smoothing=0.0, snapshots=3,
+                    augment=AugmentConfig.none(), arch_kwargs=TINY_ARCH)
+    run_dir = train(cfg, dataset, tmp_path / "run", verbose=0)
+    assert sorted(list_snapshots(run_dir)) == [2, 3, 4]
+    assert sorted(list_snapshots(run_dir, from_epoch=3)) == [3, 4]
+
+    # Averaging is elementwise.
+    a, b = (keras.models.load_model(list_snapshots(run_dir)[e], compile=False) for e in (2, 4))
+    mean = average_weights([a, b])
+    assert np.allclose(mean[0], (a.get_weights()[0] + b.get_weights()[0]) / 2)
+
+    # Recomputed BN statistics equal the statistics of the layer's input.
+    images = dataset.split("Training").images
+    assert recompute_batchnorm(a, images, batch_size=32) == len(
+        [layer for layer in a.layers if isinstance(layer, keras.layers.BatchNormalization)])
+    bn = next(layer for layer in a.layers if isinstance(layer, keras.layers.BatchNormalization))
+    feats = keras.Model(a.inputs, bn.input).predict(images[..., None].astype(np.float32), verbose=0)
+    assert np.allclose(bn.moving_mean.numpy(), feats.mean((0, 1, 2)), atol=1e-3)
+    assert np.allclose(bn.moving_variance.numpy(), feats.var((0, 1, 2)), rtol=1e-3, atol=1e-4)
+
+    before = (run_dir / "best.keras").read_bytes()
+    result = average_run(run_dir, dataset, from_epoch=2)
+    assert result["source"] == "average of epochs 2-4 (3 snapshots)"
+    assert (run_dir / "averaged.keras").is_file()
+    state = json.loads((run_dir / "state.json").read_text())
+    if result["promoted"]:
+        assert result["select_accuracy"] > result["best_single_accuracy"]
+        assert (run_dir / "best_single.keras").read_bytes() == before
+        assert state["best_source"] == result["source"]
+    else:
+        assert (run_dir / "best.keras").read_bytes() == before and "best_source" not in state
+    with pytest.raises(FileNotFoundError, match="need at least 2 snapshots"):
+        average_run(run_dir, dataset, from_epoch=4)

@@ -17,6 +17,10 @@ EPILOG = """examples:
   fer-train stats --data ../shared/data --out reports/
   fer-train fit --data ../shared/data --run-dir runs/fer_edge --out models/
   fer-train fit --run-dir runs/fer_edge --resume --out models/     # continue a stopped run
+  fer-train fit --run-dir runs/fer_edge --resume --new-horizon --epochs 110   # end a resumed run earlier
+  fer-train fit --run-dir runs/fer_edge --snapshots 10 ...           # keep the last 10 epochs' weights
+  fer-train average --run-dir runs/fer_edge --from-epoch 101         # average them; kept if better on PublicTest
+  fer-train export --run-dir runs/fer_edge --out models/             # publish the selected model
   fer-train fit --arch baseline_2block --name baseline_2block --epochs 40 --run-dir runs/b2 --out models/baselines
   fer-train fit --dataset cew --arch eyenet --name eye_state --epochs 40 --run-dir runs/eyes --out models/
   fer-train evaluate models/fer_edge.keras --data ../shared/data
@@ -89,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="distil from this trained model (repeat for an ensemble; probabilities averaged)")
     fit.add_argument("--kd-alpha", type=float, default=0.7, help="weight of the teacher distribution in the target")
     fit.add_argument("--kd-temperature", type=float, default=3.0, help="softening of the teacher distribution")
+    fit.add_argument("--snapshots", type=int, default=0,
+                     help="keep the weights of the last N epochs (runs/<name>/snapshots/) for fer-train average")
     fit.add_argument("--arch-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"widths": [48, 96, 160]}\'')
 
     ev = sub.add_parser("evaluate", help="accuracy, per-class P/R/F1, macro-F1, confusion matrix (PNG+JSON)")
@@ -103,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--run-dir", type=Path, required=True)
     ex.add_argument("--out", type=Path, default=Path("models"))
     _add_data_args(ex)
+
+    avg = sub.add_parser("average", help="average the weights of a run's last epochs (BatchNorm recomputed); "
+                         "selected over the best checkpoint only if better on PublicTest")
+    avg.add_argument("--run-dir", type=Path, required=True)
+    avg.add_argument("--from-epoch", type=int, required=True, help="first snapshot epoch to include")
+    avg.add_argument("--bn-samples", type=int, default=10000, help="training faces for the BatchNorm statistics")
+    _add_data_args(avg)
 
     sub.add_parser("archs", help="list the architectures in the registry with parameters and MACs")
     return parser
@@ -168,6 +181,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         class_weight=args.class_weight, patience=args.patience, seed=args.seed, limit=args.limit,
         augment=AugmentConfig.none() if args.no_augment else AugmentConfig(), arch_kwargs=args.arch_kwargs,
         teachers=[str(p) for p in args.teacher], kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature,
+        snapshots=args.snapshots,
     )
     if args.dataset == "cew" and not args.no_augment:
         cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)
@@ -194,6 +208,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from train.average import average_run
+    from train.fit import RunState
+
+    state = RunState(args.run_dir).data
+    if not state:
+        raise FileNotFoundError(f"{args.run_dir}: no state.json (not a training run directory)")
+    args.dataset = state["config"]["dataset"]
+    result = average_run(args.run_dir, _load(args), from_epoch=args.from_epoch, bn_samples=args.bn_samples)
+    print(json.dumps(result, indent=2))
+    if result["promoted"]:
+        print(f"best.keras is now the {result['source']}; publish it with: fer-train export --run-dir {args.run_dir}")
+    return 0
+
+
 def cmd_archs(_: argparse.Namespace) -> int:
     from train.models import REGISTRY, build_model, count_macs
 
@@ -214,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print("fer-train: no --data given and ../shared/data not found", file=sys.stderr)
         return 2
     commands = {"stats": cmd_stats, "fit": cmd_fit, "evaluate": cmd_evaluate, "archs": cmd_archs,
-                "export": cmd_export}
+                "export": cmd_export, "average": cmd_average}
     try:
         return commands[args.command](args)
     except (DatasetError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:

@@ -50,6 +50,7 @@ class FitConfig:
     teachers: list[str] = field(default_factory=list)  # .keras models to distil from (probabilities averaged)
     kd_alpha: float = 0.7  # weight of the teacher's distribution in the training target
     kd_temperature: float = 3.0  # softens the teacher's distribution (p ** (1/T), renormalized)
+    snapshots: int = 0  # keep the weights of the last N epochs in snapshots/ for `fer-train average`
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -215,7 +216,7 @@ class RunState:
         tmp.replace(self.path)
 
 
-def _epoch_callback(run_dir: Path, state: RunState, patience: int):
+def _epoch_callback(run_dir: Path, state: RunState, patience: int, snapshot_from: int):
     import keras
 
     class EpochCheckpoint(keras.callbacks.Callback):
@@ -240,6 +241,12 @@ def _epoch_callback(run_dir: Path, state: RunState, patience: int):
                 (run_dir / "best.tmp.keras").replace(run_dir / "best.keras")
             self.model.save(run_dir / "last.tmp.keras")
             (run_dir / "last.tmp.keras").replace(run_dir / "last.keras")
+            if epoch + 1 >= snapshot_from:
+                from train.average import snapshot_path
+
+                snapshot = snapshot_path(run_dir, epoch + 1)
+                snapshot.parent.mkdir(exist_ok=True)
+                self.model.save(snapshot)
             times = [*state.data.get("epoch_seconds", []), round(seconds, 1)]
             state.save(epoch=epoch + 1, best_val_accuracy=self.best, best_epoch=self.best_epoch, epoch_seconds=times)
             log.info("epoch %d: val_accuracy %.4f (best %.4f at %d), %.0f s",
@@ -340,7 +347,8 @@ def train(
         return run_dir
 
     callbacks = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
-                 _epoch_callback(run_dir, state, cfg.patience)]
+                 _epoch_callback(run_dir, state, cfg.patience,
+                                 cfg.epochs - cfg.snapshots + 1 if cfg.snapshots else cfg.epochs + 1)]
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=8, mode="max"))
     if verbose is None:
@@ -351,14 +359,21 @@ def train(
     return run_dir
 
 
-def export_model(run_dir: Path, out_path: Path) -> Any:
-    """Load ``best.keras`` and save an inference-only copy (no optimizer state) at ``out_path``."""
+def load_run_model(path: Path) -> Any:
+    """A checkpoint of a run (its optimizer's schedule class registered first), without compiling."""
     import keras
 
     global WarmupCosine
     if WarmupCosine is None:
         WarmupCosine = _register_schedule()
-    trained = keras.models.load_model(run_dir / "best.keras", compile=False)
+    return keras.models.load_model(path, compile=False)
+
+
+def export_model(run_dir: Path, out_path: Path) -> Any:
+    """Load ``best.keras`` and save an inference-only copy (no optimizer state) at ``out_path``."""
+    import keras
+
+    trained = load_run_model(run_dir / "best.keras")
     clean = keras.models.clone_model(trained)
     clean.set_weights(trained.get_weights())
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,6 +399,7 @@ def card_for_run(run_dir: Path, model, dataset: Dataset) -> ModelCard:
               "select_split": SELECT_SPLIT, "report_split": REPORT_SPLIT if REPORT_SPLIT in dataset.splits else None,
               "counts": dataset.class_counts()},
         training={"config": cfg, "epochs_run": state.get("epoch"), "best_epoch": state.get("best_epoch"),
+                  "selected": state.get("best_source", f"checkpoint of epoch {state.get('best_epoch')}"),
                   "epoch_seconds_median": float(np.median(state["epoch_seconds"])) if state.get("epoch_seconds")
                   else None,
                   "device": state.get("device"), "macs": count_macs(model)},
