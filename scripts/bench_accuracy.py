@@ -3,7 +3,8 @@
 
 Reads PrivateTest (report split) and PublicTest (selection split) from FER2013, runs the shipped
 int8 model with the edge runtime (LiteRT), and prints accuracy, macro-F1 and the targets:
-float model >= 72% (70% to resolve), macro-F1 >= 0.70, <= 1M parameters, int8 drop <= 0.3 pp.
+float model >= 72% (70% to resolve), macro-F1 >= 0.70, <= 1M parameters, int8 drop <= 0.3 pp, and
+the int8/Keras top-1 agreement that fer-convert measured (>= 0.99; the edge runtime has no Keras to compare).
 
     python scripts/bench_accuracy.py [--data ../shared/data] [--model models/fer_edge_int8.tflite] [--json]
 """
@@ -46,11 +47,16 @@ def main() -> int:
     if keras_private:
         result["keras_PrivateTest_accuracy"] = round(keras_private["accuracy"], 4)
         result["int8_drop_pp"] = round((keras_private["accuracy"] - result["PrivateTest"]["accuracy"]) * 100, 2)
+    agreement = card.metrics.get("parity", {}).get("int8", {}).get("agreement_with_keras")
+    if agreement is not None:
+        result["int8_agreement_with_keras"] = round(agreement, 4)  # measured by fer-convert with Keras
     targets = {
-        "float accuracy >= 0.72 (0.70 to resolve)": keras_private.get("accuracy", 0) >= 0.70,
+        "float accuracy >= 0.70 (to resolve)": keras_private.get("accuracy", 0) >= 0.70,
+        "float accuracy >= 0.72 (goal)": keras_private.get("accuracy", 0) >= 0.72,
         "macro-F1 >= 0.70": keras_private.get("macro_f1", 0) >= 0.70,
         "parameters <= 1M": card.parameters <= 1_000_000,
         "int8 drop <= 0.3 pp": result.get("int8_drop_pp", 99) <= 0.3,
+        "int8 top-1 agreement >= 0.99": (agreement or 0) >= 0.99,
     }
     result["targets_met"] = targets
     print_result(result, args.json, 28)
