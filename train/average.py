@@ -3,7 +3,9 @@
 Averaging the weights of the final epochs of a run gives one network in a flatter region of the loss
 than any single checkpoint: an ensemble at training time only, the edge still runs one small model.
 The averaged BatchNorm moving statistics do not describe the averaged network's activations, so they
-are recomputed exactly, layer by layer, on training faces. The average is kept only when it beats the
+are recomputed exactly, layer by layer, on training faces *with the run's augmentation*: the network
+learned its scales and shifts against augmented-batch statistics, and statistics of clean faces cost
+2.4 pp on PublicTest when measured (67.85% vs 70.21%). The average is kept only when it beats the
 run's best checkpoint on PublicTest (the selection split), so the report split stays untouched.
 """
 
@@ -75,6 +77,19 @@ def accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(probs.argmax(1) == labels))
 
 
+def augmented_sample(images: np.ndarray, augment: Any, size: int, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+    """``size`` training faces passed through the run's augmentation, float32 (N, H, W, 1)."""
+    import tensorflow as tf
+
+    from train.augment import augment_batch
+
+    tf.random.set_seed(seed)
+    pick = np.random.default_rng(seed).permutation(len(images))[: min(size, len(images))]
+    batches = [augment_batch(tf.constant(images[pick[i : i + batch_size]][..., None].astype(np.float32)), augment)
+               for i in range(0, len(pick), batch_size)]
+    return np.concatenate([b.numpy() for b in batches])
+
+
 def average_run(run_dir: Path, dataset: Any, *, from_epoch: int, bn_samples: int = 10000, seed: int = 0) -> dict:
     """Average the run's snapshots from ``from_epoch`` on; promote the result to ``best.keras`` if it wins.
 
@@ -83,7 +98,7 @@ def average_run(run_dir: Path, dataset: Any, *, from_epoch: int, bn_samples: int
     """
     import keras
 
-    from train.fit import SELECT_SPLIT, RunState, load_run_model
+    from train.fit import SELECT_SPLIT, FitConfig, RunState, load_run_model
 
     state = RunState(run_dir)
     snapshots = list_snapshots(run_dir, from_epoch)
@@ -95,11 +110,10 @@ def average_run(run_dir: Path, dataset: Any, *, from_epoch: int, bn_samples: int
     models = [load_run_model(snapshots[e]) for e in epochs]
     averaged = keras.models.clone_model(models[0])
     averaged.set_weights(average_weights(models))
-    train_split = dataset.split("Training")
-    rng = np.random.default_rng(seed)
-    pick = rng.permutation(len(train_split))[: min(bn_samples, len(train_split))]
-    updated = recompute_batchnorm(averaged, train_split.images[pick])
-    log.info("recomputed %d BatchNorm layers on %d training faces", updated, len(pick))
+    augment = FitConfig.from_dict(state.data["config"]).augment
+    faces = augmented_sample(dataset.split("Training").images, augment, bn_samples, seed)
+    updated = recompute_batchnorm(averaged, faces)
+    log.info("recomputed %d BatchNorm layers on %d augmented training faces", updated, len(faces))
     select = dataset.split(SELECT_SPLIT)
     avg_acc = accuracy(averaged, select.images, select.labels)
     best_acc = accuracy(load_run_model(run_dir / "best.keras"), select.images, select.labels)
