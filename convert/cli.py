@@ -38,13 +38,15 @@ def convert_model(
     golden: bool = True,
     calibration_source: str = "Training, class-stratified",
     margin_scale: float | None = DEFAULT_MARGIN_SCALE,
+    equalize_alpha: float | None = 0.5,
 ) -> dict[str, Any]:
     """Write every artifact, measure parity, update the card. Returns the report (see ``violations``).
 
     ``margin_scale`` adds the tie-break head (pairwise logit margins, ``edge.tiebreak``) to every
-    artifact; None converts the model as it is.
+    artifact; None converts the model as it is. ``equalize_alpha`` applies cross-layer equalization of
+    activation ranges before int8 calibration (the float function is unchanged); None skips it.
     """
-    from convert.export import to_onnx, to_tflite, with_tiebreak_head
+    from convert.export import equalize_activations, to_onnx, to_tflite, with_tiebreak_head
     from convert.parity import artifact_row, check_thresholds, machine_description, measure_latency_us, write_report
     from edge.classifier import TFLiteClassifier, load_classifier
     from edge.contract import card_path_for
@@ -65,9 +67,13 @@ def convert_model(
     deployed = with_tiebreak_head(model, margin_scale) if margin_scale else None
     outputs = ["probabilities", "pairwise_margins"] if deployed is not None else ["probabilities"]
     deployed = deployed or model
+    equalized = equalize_activations(model, calibration, equalize_alpha) if equalize_alpha else None
+    int8_source = deployed
+    if equalized is not None:
+        int8_source = (with_tiebreak_head(equalized, margin_scale) if len(outputs) == 2 else None) or equalized
     for mode in ("float32", "float16", "int8"):
         log.info("converting to %s TFLite", mode)
-        data = to_tflite(deployed, mode, calibration if mode == "int8" else None)
+        data = to_tflite(int8_source if mode == "int8" else deployed, mode, calibration if mode == "int8" else None)
         path = out_dir / f"{card.name}_{mode}.tflite"
         path.write_bytes(data)
         paths[mode] = path
@@ -109,6 +115,7 @@ def convert_model(
         "onnx_opset": opset if onnx else None,
         "outputs": outputs,
         "margin_scale": margin_scale if len(outputs) == 2 else None,
+        "int8_equalization_alpha": equalize_alpha if equalized is not None else None,
         "artifacts": rows,
         "violations": violations,
     }
@@ -158,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin-scale", type=float, default=DEFAULT_MARGIN_SCALE,
                    help="scale of the tie-break head's pairwise logit margins, which settle exact int8 top-1 "
                         "ties (see edge/tiebreak.py); 0 leaves the head out (default: %(default)s)")
+    p.add_argument("--equalize-alpha", type=float, default=0.5,
+                   help="cross-layer equalization of activation ranges before int8 calibration, exponent 0-1 "
+                        "(0.5 balances activation and weight ranges; 0 turns it off) (default: %(default)s)")
     p.add_argument("--latency-runs", type=int, default=300, help="timed single-face runs per artifact")
     p.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     p.add_argument("--seed", type=int, default=0)
@@ -193,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             model, card, dataset, args.out or args.model.parent, calibration=calibration,
             thresholds=Thresholds(args.max_int8_drop, args.min_agreement), opset=args.opset,
             onnx=not args.no_onnx, latency_runs=args.latency_runs, margin_scale=args.margin_scale or None,
+            equalize_alpha=args.equalize_alpha or None,
             calibration_source=str(args.calibration_data) if args.calibration_data else "Training, class-stratified",
         )
     except (FileNotFoundError, ModelCardError, DatasetError, ValueError) as exc:

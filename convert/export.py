@@ -37,6 +37,54 @@ def representative_set(images: np.ndarray, labels: np.ndarray, size: int, seed: 
     return images[rng.permutation(chosen)]
 
 
+_SCALE_COMMUTING = ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Dropout")
+
+
+def equalize_activations(model, calibration: np.ndarray, alpha: float = 0.5):
+    """Cross-layer equalization of activation ranges (Nagel et al. 2019) for int8; returns a new model or None.
+
+    int8 activations share one scale per tensor, so channels whose range is far below the tensor's largest
+    lose resolution. For each BatchNorm -> ReLU whose output reaches exactly one Conv2D/Dense through
+    scale-commuting layers (pooling, dropout), channel c is multiplied by ``s_c = (max_range / range_c) **
+    alpha`` (BN gamma and beta) and the next layer's input weights for c are divided by ``s_c``. ReLU and
+    max-pooling commute with positive scales, so the float function is unchanged; alpha 0.5 balances
+    activation and weight ranges. Ranges come from the calibration faces. Returns None when no layer fits.
+    """
+    import keras
+
+    equalized = keras.models.clone_model(model)
+    equalized.set_weights(model.get_weights())
+    x = calibration.astype(np.float32)[..., None]
+    done = 0
+    for relu in [layer for layer in equalized.layers if isinstance(layer, keras.layers.ReLU)]:
+        bn = relu.input._keras_history.operation
+        consumer, path_ok = relu, True
+        while path_ok:
+            nodes = consumer._outbound_nodes
+            if len(nodes) != 1:
+                path_ok = False
+                break
+            consumer = nodes[0].operation
+            if isinstance(consumer, keras.layers.Conv2D | keras.layers.Dense):
+                break
+            path_ok = type(consumer).__name__ in _SCALE_COMMUTING
+        if (not path_ok or not isinstance(bn, keras.layers.BatchNormalization) or len(bn._outbound_nodes) != 1
+                or relu.max_value is not None or relu.negative_slope or relu.threshold
+                or not bn.scale or not bn.center):
+            continue
+        acts = keras.Model(equalized.inputs, relu.output).predict(x, batch_size=200, verbose=0)
+        ranges = np.maximum(acts.reshape(-1, acts.shape[-1]).max(axis=0), 1e-3)
+        s = ((ranges.max() / ranges) ** alpha).astype(np.float32)
+        gamma, beta, mean, var = bn.get_weights()
+        bn.set_weights([gamma * s, beta * s, mean, var])
+        weights = consumer.get_weights()
+        weights[0] = weights[0] / (s[:, None] if weights[0].ndim == 2 else s[None, None, :, None])
+        consumer.set_weights(weights)
+        done += 1
+    log.info("equalized %d activation(s) across layers (alpha %.2f)", done, alpha)
+    return equalized if done else None
+
+
 def with_tiebreak_head(model, scale: float = 8.0):
     """The model with a second output of pairwise logit margins (see ``edge.tiebreak``), or None.
 

@@ -116,10 +116,13 @@ def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path
 
 
 def _tiebreak_lines(report: dict[str, Any]) -> list[str]:
+    alpha = report.get("int8_equalization_alpha")
+    lines = [f"int8 calibrated after cross-layer equalization of activation ranges (alpha {alpha}).", ""] if alpha \
+        else []
     if not report.get("margin_scale"):
-        return ["Converted without the tie-break head: int8 top-1 ties fall to the lower class index.", ""]
+        return [*lines, "Converted without the tie-break head: int8 top-1 ties fall to the lower class index.", ""]
     int8 = next((r for r in report["artifacts"] if r["artifact"] == "int8"), {})
-    return [f"Outputs: probabilities and pairwise logit margins (scale {report['margin_scale']}, see "
+    return [*lines, f"Outputs: probabilities and pairwise logit margins (scale {report['margin_scale']}, see "
             f"`edge/tiebreak.py`). Exact int8 top-1 ties settled by the margins: {int8.get('top1_ties_settled', 0)}.",
             ""]
 

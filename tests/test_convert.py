@@ -43,6 +43,8 @@ def test_all_artifacts_written_and_hashed_in_card(converted: Path):
     assert {r["artifact"] for r in report["artifacts"]} == {"keras", "float32", "float16", "int8", "onnx"}
     assert "| int8 |" in (converted / "tiny.parity.md").read_text()
     assert "pairwise logit margins" in (converted / "tiny.parity.md").read_text()
+    assert "cross-layer equalization" in (converted / "tiny.parity.md").read_text()
+    assert report["int8_equalization_alpha"] == 0.5
     assert report["outputs"] == ["probabilities", "pairwise_margins"] == card.artifacts["int8"]["outputs"]
     int8_row = next(r for r in report["artifacts"] if r["artifact"] == "int8")
     assert isinstance(int8_row["top1_ties_settled"], int)
@@ -186,3 +188,28 @@ def test_convert_cli_input_errors(tmp_path, capsys):
     (tmp_path / "m.keras").write_bytes(b"junk")
     assert main([str(tmp_path / "m.keras")]) == 2
     assert "m.card.json: model card not found" in capsys.readouterr().err
+
+
+def test_cross_layer_equalization_keeps_the_float_function(tiny_model_dir: Path):
+    import keras
+    from conftest import pattern_face
+
+    from convert.export import equalize_activations
+
+    model = keras.models.load_model(tiny_model_dir / "models" / "tiny.keras")
+    rng = np.random.default_rng(5)
+    faces = np.stack([pattern_face(i % 7, rng) for i in range(70)])
+    equalized = equalize_activations(model, faces, alpha=1.0)
+    assert equalized is not None
+    x = faces[..., None].astype(np.float32)
+    assert np.allclose(equalized.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    # alpha 1: every channel of an equalized activation now spans the same range on the calibration faces.
+    relu = next(layer for layer in equalized.layers if isinstance(layer, keras.layers.ReLU))
+    acts = keras.Model(equalized.inputs, relu.output).predict(x, verbose=0)
+    ranges = acts.reshape(-1, acts.shape[-1]).max(axis=0)
+    live = ranges > 1e-2
+    assert np.allclose(ranges[live], ranges.max(), rtol=1e-3)
+    # A network without BN -> ReLU pairs is left alone.
+    inputs = keras.Input((48, 48, 1))
+    plain = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(7)(keras.layers.Flatten()(inputs))))
+    assert equalize_activations(plain, faces) is None
