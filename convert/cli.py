@@ -64,13 +64,14 @@ def convert_model(
     keras_probs = np.asarray(model.predict(split.images.astype(np.float32)[..., None], batch_size=256, verbose=0))
     rows = [artifact_row("keras", keras_probs, None, split.labels, label_names, None, None)]
     paths: dict[str, Path] = {}
-    deployed = with_tiebreak_head(model, margin_scale) if margin_scale else None
-    outputs = ["probabilities", "pairwise_margins"] if deployed is not None else ["probabilities"]
-    deployed = deployed or model
+
+    def with_head(m):
+        return (with_tiebreak_head(m, margin_scale) if margin_scale else None) or m
+
+    deployed = with_head(model)
+    outputs = ["probabilities", "pairwise_margins"] if len(deployed.outputs) == 2 else ["probabilities"]
     equalized = equalize_activations(model, calibration, equalize_alpha) if equalize_alpha else None
-    int8_source = deployed
-    if equalized is not None:
-        int8_source = (with_tiebreak_head(equalized, margin_scale) if len(outputs) == 2 else None) or equalized
+    int8_source = deployed if equalized is None else with_head(equalized)
     for mode in ("float32", "float16", "int8"):
         log.info("converting to %s TFLite", mode)
         data = to_tflite(int8_source if mode == "int8" else deployed, mode, calibration if mode == "int8" else None)

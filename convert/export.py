@@ -40,6 +40,19 @@ def representative_set(images: np.ndarray, labels: np.ndarray, size: int, seed: 
 _SCALE_COMMUTING = ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Dropout")
 
 
+def _next_weighted_layer(layer):
+    """The one Conv2D/Dense that ``layer``'s output reaches through scale-commuting layers, or None."""
+    import keras
+
+    while len(layer._outbound_nodes) == 1:
+        layer = layer._outbound_nodes[0].operation
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense):
+            return layer
+        if type(layer).__name__ not in _SCALE_COMMUTING:
+            return None
+    return None
+
+
 def equalize_activations(model, calibration: np.ndarray, alpha: float = 0.5):
     """Cross-layer equalization of activation ranges (Nagel et al. 2019) for int8; returns a new model or None.
 
@@ -58,17 +71,8 @@ def equalize_activations(model, calibration: np.ndarray, alpha: float = 0.5):
     done = 0
     for relu in [layer for layer in equalized.layers if isinstance(layer, keras.layers.ReLU)]:
         bn = relu.input._keras_history.operation
-        consumer, path_ok = relu, True
-        while path_ok:
-            nodes = consumer._outbound_nodes
-            if len(nodes) != 1:
-                path_ok = False
-                break
-            consumer = nodes[0].operation
-            if isinstance(consumer, keras.layers.Conv2D | keras.layers.Dense):
-                break
-            path_ok = type(consumer).__name__ in _SCALE_COMMUTING
-        if (not path_ok or not isinstance(bn, keras.layers.BatchNormalization) or len(bn._outbound_nodes) != 1
+        consumer = _next_weighted_layer(relu)
+        if (consumer is None or not isinstance(bn, keras.layers.BatchNormalization) or len(bn._outbound_nodes) != 1
                 or relu.max_value is not None or relu.negative_slope or relu.threshold
                 or not bn.scale or not bn.center):
             continue
@@ -94,7 +98,7 @@ def with_tiebreak_head(model, scale: float = 8.0):
     """
     import keras
 
-    from edge.tiebreak import pairwise_weights
+    from edge.tiebreak import margin_count, pairwise_weights
 
     last = model.layers[-1]
     logits = last.input._keras_history.operation if isinstance(last, keras.layers.Softmax) else None
@@ -102,7 +106,7 @@ def with_tiebreak_head(model, scale: float = 8.0):
         log.info("%s: no Dense -> Softmax head, converting without the tie-break head", model.name)
         return None
     kernel, bias = logits.get_weights()
-    margins = keras.layers.Dense(kernel.shape[1] * (kernel.shape[1] - 1) // 2, name="pairwise_margins")
+    margins = keras.layers.Dense(margin_count(kernel.shape[1]), name="pairwise_margins")
     clipped = keras.ops.clip(margins(logits.input), -1.0, 1.0)
     margins.set_weights(list(pairwise_weights(kernel, bias, scale)))
     return keras.Model(model.inputs, [model.outputs[0], clipped], name=model.name)

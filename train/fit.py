@@ -156,14 +156,19 @@ def _register_schedule():
 WarmupCosine = None  # set on first use (needs keras imported)
 
 
-def _optimizer(cfg: FitConfig, steps_per_epoch: int):
-    import keras
-
+def _schedule_class():
+    """The registered schedule class; registering it first lets checkpoints that use it load."""
     global WarmupCosine
     if WarmupCosine is None:
         WarmupCosine = _register_schedule()
+    return WarmupCosine
+
+
+def _optimizer(cfg: FitConfig, steps_per_epoch: int):
+    import keras
+
     if cfg.schedule == "cosine":
-        lr = WarmupCosine(cfg.lr, cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
+        lr = _schedule_class()(cfg.lr, cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
     elif cfg.schedule == "plateau":
         lr = cfg.lr
     else:
@@ -323,7 +328,7 @@ def train(
     strategy = _strategy()
     with strategy.scope():
         if resume:
-            _optimizer(cfg, steps_per_epoch)  # registers the schedule class for deserialization
+            _schedule_class()
             model = keras.models.load_model(run_dir / "last.keras")
             initial_epoch = int(state.data["epoch"])
             schedule = getattr(model.optimizer, "_learning_rate", None)
@@ -347,8 +352,7 @@ def train(
         return run_dir
 
     callbacks = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
-                 _epoch_callback(run_dir, state, cfg.patience,
-                                 cfg.epochs - cfg.snapshots + 1 if cfg.snapshots else cfg.epochs + 1)]
+                 _epoch_callback(run_dir, state, cfg.patience, snapshot_from=cfg.epochs - cfg.snapshots + 1)]
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=8, mode="max"))
     if verbose is None:
@@ -363,9 +367,7 @@ def load_run_model(path: Path) -> Any:
     """A checkpoint of a run (its optimizer's schedule class registered first), without compiling."""
     import keras
 
-    global WarmupCosine
-    if WarmupCosine is None:
-        WarmupCosine = _register_schedule()
+    _schedule_class()
     return keras.models.load_model(path, compile=False)
 
 
