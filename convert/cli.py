@@ -39,14 +39,26 @@ def convert_model(
     calibration_source: str = "Training, class-stratified",
     margin_scale: float | None = DEFAULT_MARGIN_SCALE,
     equalize_alpha: float | None = 0.5,
+    qat_epochs: int = 0,
+    qat_lr: float = 1e-4,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Write every artifact, measure parity, update the card. Returns the report (see ``violations``).
 
     ``margin_scale`` adds the tie-break head (pairwise logit margins, ``edge.tiebreak``) to every
     artifact; None converts the model as it is. ``equalize_alpha`` applies cross-layer equalization of
     activation ranges before int8 calibration (the float function is unchanged); None skips it.
+    The int8 source also has its input normalization folded into the first conv
+    (``fold_input_normalization``), and ``qat_epochs`` > 0 fine-tunes its int8 emulation toward the
+    float model (``convert.qat``), selecting on PublicTest; both leave the float artifacts untouched.
     """
-    from convert.export import equalize_activations, to_onnx, to_tflite, with_tiebreak_head
+    from convert.export import (
+        equalize_activations,
+        fold_input_normalization,
+        to_onnx,
+        to_tflite,
+        with_tiebreak_head,
+    )
     from convert.parity import artifact_row, check_thresholds, machine_description, measure_latency_us, write_report
     from edge.classifier import TFLiteClassifier, load_classifier
     from edge.contract import card_path_for
@@ -71,7 +83,13 @@ def convert_model(
     deployed = with_head(model)
     outputs = ["probabilities", "pairwise_margins"] if len(deployed.outputs) == 2 else ["probabilities"]
     equalized = equalize_activations(model, calibration, equalize_alpha) if equalize_alpha else None
-    int8_source = deployed if equalized is None else with_head(equalized)
+    qat = None
+    if qat_epochs > 0:
+        qat_chain, qat = _quantization_aware(model, equalized or model, dataset, calibration, qat_epochs, qat_lr,
+                                             progress)
+    int8_source = with_head(qat_chain.model if qat else (equalized or model))
+    folded_input = None if qat else fold_input_normalization(int8_source)  # the QAT model is folded already
+    int8_source = folded_input or int8_source
     for mode in ("float32", "float16", "int8"):
         log.info("converting to %s TFLite", mode)
         data = to_tflite(int8_source if mode == "int8" else deployed, mode, calibration if mode == "int8" else None)
@@ -117,6 +135,8 @@ def convert_model(
         "outputs": outputs,
         "margin_scale": margin_scale if len(outputs) == 2 else None,
         "int8_equalization_alpha": equalize_alpha if equalized is not None else None,
+        "int8_input_normalization_folded": bool(qat) or folded_input is not None,
+        "int8_qat": qat,
         "artifacts": rows,
         "violations": violations,
     }
@@ -129,6 +149,21 @@ def convert_model(
     card.save(card_path_for(out_dir / f"{card.name}.keras"))
     log.info("wrote %s and %s", json_path, md_path)
     return report
+
+
+def _quantization_aware(model, source, dataset, calibration, epochs: int, lr: float, progress: bool):
+    """(fine-tuned FoldedChain, summary) or (None, None) when the emulator does not cover the model."""
+    from convert.qat import QATUnsupported, finetune
+
+    if "PrivateTest" not in dataset.splits or "PublicTest" not in dataset.splits:
+        raise ValueError("quantization-aware fine-tuning selects on PublicTest and reports on PrivateTest; "
+                         f"the data set has {dataset.counts_text()}")
+    try:
+        return finetune(model, source, dataset.split("Training").images, dataset.split("PublicTest").images,
+                        calibration, epochs=epochs, lr=lr, progress=progress)
+    except QATUnsupported as exc:
+        log.warning("quantization-aware fine-tuning skipped: %s", exc)
+        return None, None
 
 
 def load_calibration_file(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -169,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--equalize-alpha", type=float, default=0.5,
                    help="cross-layer equalization of activation ranges before int8 calibration, exponent 0-1 "
                         "(0.5 balances activation and weight ranges; 0 turns it off) (default: %(default)s)")
+    p.add_argument("--qat-epochs", type=int, default=0,
+                   help="quantization-aware fine-tuning of the int8 artifact toward the float model, in epochs "
+                        "over the training faces (plain conv chains such as edgefer; ~2-4 min per epoch on 2 "
+                        "CPU cores; the epoch with the best int8 agreement on PublicTest is kept; 0 skips it) "
+                        "(default: %(default)s)")
+    p.add_argument("--qat-lr", type=float, default=1e-4, help="peak learning rate of that fine-tuning")
     p.add_argument("--latency-runs", type=int, default=300, help="timed single-face runs per artifact")
     p.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     p.add_argument("--seed", type=int, default=0)
@@ -204,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
             model, card, dataset, args.out or args.model.parent, calibration=calibration,
             thresholds=Thresholds(args.max_int8_drop, args.min_agreement), opset=args.opset,
             onnx=not args.no_onnx, latency_runs=args.latency_runs, margin_scale=args.margin_scale or None,
-            equalize_alpha=args.equalize_alpha or None,
+            equalize_alpha=args.equalize_alpha or None, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
+            progress=sys.stderr.isatty(),
             calibration_source=str(args.calibration_data) if args.calibration_data else "Training, class-stratified",
         )
     except (FileNotFoundError, ModelCardError, DatasetError, ValueError) as exc:

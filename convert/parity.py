@@ -105,6 +105,7 @@ def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path
         "",
         markdown_table(report["artifacts"]),
         "",
+        *_int8_source_lines(report),
         *_tiebreak_lines(report),
         f"Thresholds: int8 drop <= {report['thresholds']['max_int8_drop_pp']} pp, int8 agreement >= "
         f"{report['thresholds']['min_int8_agreement']}, float agreement >= "
@@ -115,14 +116,25 @@ def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path
     return json_path, md_path
 
 
+def _int8_source_lines(report: dict[str, Any]) -> list[str]:
+    """How the int8 artifact's source differs from the float model (same float function unless QAT)."""
+    lines = []
+    if alpha := report.get("int8_equalization_alpha"):
+        lines.append(f"int8 calibrated after cross-layer equalization of activation ranges (alpha {alpha}).")
+    if report.get("int8_input_normalization_folded"):
+        lines.append("int8 input normalization folded into the first convolution, so it reads the exact pixels.")
+    if qat := report.get("int8_qat"):
+        lines.append(f"int8 weights fine-tuned quantization-aware toward the float model for {qat['epochs']} "
+                     f"epoch(s) (lr {qat['lr']}); emulated int8 agreement on PublicTest by epoch: "
+                     f"{qat['emulated_agreement_by_epoch']}, epoch {qat['selected_epoch']} kept.")
+    return [*lines, ""] if lines else []
+
+
 def _tiebreak_lines(report: dict[str, Any]) -> list[str]:
-    alpha = report.get("int8_equalization_alpha")
-    lines = [f"int8 calibrated after cross-layer equalization of activation ranges (alpha {alpha}).", ""] if alpha \
-        else []
     if not report.get("margin_scale"):
-        return [*lines, "Converted without the tie-break head: int8 top-1 ties fall to the lower class index.", ""]
+        return ["Converted without the tie-break head: int8 top-1 ties fall to the lower class index.", ""]
     int8 = next((r for r in report["artifacts"] if r["artifact"] == "int8"), {})
-    return [*lines, f"Outputs: probabilities and pairwise logit margins (scale {report['margin_scale']}, see "
+    return [f"Outputs: probabilities and pairwise logit margins (scale {report['margin_scale']}, see "
             f"`edge/tiebreak.py`). Exact int8 top-1 ties settled by the margins: {int8.get('top1_ties_settled', 0)}.",
             ""]
 

@@ -45,6 +45,7 @@ def test_all_artifacts_written_and_hashed_in_card(converted: Path):
     assert "pairwise logit margins" in (converted / "tiny.parity.md").read_text()
     assert "cross-layer equalization" in (converted / "tiny.parity.md").read_text()
     assert report["int8_equalization_alpha"] == 0.5
+    assert report["int8_input_normalization_folded"] is True and report["int8_qat"] is None
     assert report["outputs"] == ["probabilities", "pairwise_margins"] == card.artifacts["int8"]["outputs"]
     int8_row = next(r for r in report["artifacts"] if r["artifact"] == "int8")
     assert isinstance(int8_row["top1_ties_settled"], int)
