@@ -20,7 +20,7 @@ log = logging.getLogger("fer-convert")
 EPILOG = """examples:
   fer-convert models/fer_edge.keras --data ../shared/data --out models/ --qat-epochs 2   # the shipped artifacts
   fer-convert models/fer_edge.keras --out /tmp/quick --no-onnx                          # quick, no fine-tuning
-  fer-convert models/eye_state.keras --out models/ --calibration-size 500
+  fer-convert models/eye_state.keras --out models/ --equalize-alpha 0 --qat-epochs 2
 exit status: 0 all artifacts within thresholds, 3 a threshold was violated (the report says which),
 2 bad input (model, card or data)."""
 
