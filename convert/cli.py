@@ -53,13 +53,7 @@ def convert_model(
     (``fold_input_normalization``), and ``qat_epochs`` > 0 fine-tunes its int8 emulation toward the
     float model (``convert.qat``), selecting on PublicTest; both leave the float artifacts untouched.
     """
-    from convert.export import (
-        equalize_activations,
-        fold_input_normalization,
-        to_onnx,
-        to_tflite,
-        with_tiebreak_head,
-    )
+    from convert.export import to_onnx, to_tflite, with_tiebreak_head
     from convert.parity import artifact_row, check_thresholds, machine_description, measure_latency_us, write_report
     from edge.classifier import TFLiteClassifier, load_classifier
     from edge.contract import card_path_for
@@ -83,14 +77,8 @@ def convert_model(
 
     deployed = with_head(model)
     outputs = ["probabilities", "pairwise_margins"] if len(deployed.outputs) == 2 else ["probabilities"]
-    equalized = equalize_activations(model, calibration, equalize_alpha) if equalize_alpha else None
-    qat = None
-    if qat_epochs > 0:
-        qat_chain, qat = _quantization_aware(model, equalized or model, dataset, calibration, qat_epochs, qat_lr,
-                                             progress)
-    int8_source = with_head(qat_chain.model if qat else (equalized or model))
-    folded_input = None if qat else fold_input_normalization(int8_source)  # the QAT model is folded already
-    int8_source = folded_input or int8_source
+    int8_source, int8_notes = _int8_source(model, with_head, dataset, calibration, equalize_alpha, qat_epochs,
+                                           qat_lr, progress)
     for mode in ("float32", "float16", "int8"):
         log.info("converting to %s TFLite", mode)
         data = to_tflite(int8_source if mode == "int8" else deployed, mode, calibration if mode == "int8" else None)
@@ -135,9 +123,7 @@ def convert_model(
         "onnx_opset": opset if onnx else None,
         "outputs": outputs,
         "margin_scale": margin_scale if len(outputs) == 2 else None,
-        "int8_equalization_alpha": equalize_alpha if equalized is not None else None,
-        "int8_input_normalization_folded": bool(qat) or folded_input is not None,
-        "int8_qat": qat,
+        **int8_notes,
         "artifacts": rows,
         "violations": violations,
     }
@@ -150,6 +136,27 @@ def convert_model(
     card.save(card_path_for(out_dir / f"{card.name}.keras"))
     log.info("wrote %s and %s", json_path, md_path)
     return report
+
+
+def _int8_source(model, with_head, dataset, calibration, equalize_alpha, qat_epochs, qat_lr, progress):
+    """The model the int8 artifact is converted from, and the report fields that say how it was made.
+
+    Cross-layer equalization, then either quantization-aware fine-tuning (whose folded model already
+    reads raw pixels) or folding the input normalization into the first conv.
+    """
+    from convert.export import equalize_activations, fold_input_normalization
+
+    equalized = equalize_activations(model, calibration, equalize_alpha) if equalize_alpha else None
+    source = equalized or model
+    chain, qat = (_quantization_aware(model, source, dataset, calibration, qat_epochs, qat_lr, progress)
+                  if qat_epochs > 0 else (None, None))
+    int8_source = with_head(chain.model if chain else source)
+    folded_input = None if chain else fold_input_normalization(int8_source)
+    return folded_input or int8_source, {
+        "int8_equalization_alpha": equalize_alpha if equalized is not None else None,
+        "int8_input_normalization_folded": chain is not None or folded_input is not None,
+        "int8_qat": qat,
+    }
 
 
 def _quantization_aware(model, source, dataset, calibration, epochs: int, lr: float, progress: bool):

@@ -187,7 +187,7 @@ class Int8Emulator:
 
         kind, layer = step
         if kind == "pad":
-            pads, value = step[1]
+            pads, value = layer
             return tf.pad(x, pads, constant_values=float(np.round(value)) if quantize else value)
         if kind == "conv":
             kernel = _fake_quant_weights(layer.kernel) if quantize else layer.kernel
