@@ -180,6 +180,35 @@ def test_student_trains_from_a_teacher(tiny_model_dir: Path, tmp_path: Path):
         train(FitConfig(teachers=[str(tmp_path / "none.keras")], epochs=1), dataset, tmp_path / "x", verbose=0)
 
 
+def test_init_from_starts_at_the_trained_weights(tiny_model_dir: Path, tmp_path: Path):
+    """--init-from: a warm restart begins where the trained model is, and a misfit model is a clear error."""
+    import keras
+
+    from train.fit import FitConfig, load_initial_weights, train
+    from train.models import build_model
+
+    source_path = tiny_model_dir / "models" / "tiny.keras"
+    source = keras.models.load_model(source_path, compile=False)
+    fresh = build_model("edgefer", 7, **TINY_ARCH)
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 48, 1)).astype(np.float32)
+    assert not np.allclose(fresh.predict(images, verbose=0), source.predict(images, verbose=0), atol=1e-3)
+    load_initial_weights(fresh, str(source_path))
+    np.testing.assert_allclose(fresh.predict(images, verbose=0), source.predict(images, verbose=0), atol=1e-5)
+
+    with pytest.raises(ValueError, match="do not fit"):
+        load_initial_weights(build_model("edgefer", 7, stem=8, widths=[16, 32], convs=[1, 1]), str(source_path))
+
+    # One epoch at a tiny learning rate keeps the source model's accuracy (chance is 1/7).
+    dataset = load_fer2013_csv(tiny_model_dir / "data" / "fer2013" / "fer2013.csv.gz")
+    cfg = FitConfig(epochs=1, batch_size=16, lr=1e-5, warmup_epochs=0, label_smoothing=0.0,
+                    augment=AugmentConfig.none(), arch_kwargs=TINY_ARCH, init_from=str(source_path))
+    state = json.loads((train(cfg, dataset, tmp_path / "warm", verbose=0) / "state.json").read_text())
+    assert state["config"]["init_from"] == str(source_path)
+    assert state["best_val_accuracy"] > 0.6  # chance is 1/7
+    with pytest.raises(FileNotFoundError, match="--init-from model not found"):
+        train(FitConfig(init_from=str(tmp_path / "none.keras"), epochs=1), dataset, tmp_path / "x", verbose=0)
+
+
 def test_snapshots_average_with_recomputed_batchnorm(tmp_path: Path):
     """--snapshots keeps the last epochs; average recomputes BN exactly and is promoted only if better."""
     import keras

@@ -19,6 +19,8 @@ EPILOG = """examples:
   fer-train fit --run-dir runs/fer_edge --resume --out models/     # continue a stopped run
   fer-train fit --run-dir runs/fer_edge --resume --new-horizon --epochs 110   # end a resumed run earlier
   fer-train fit --run-dir runs/fer_edge --snapshots 10 ...           # keep the last 10 epochs' weights
+  fer-train fit --init-from models/fer_edge.keras --lr 0.01 --warmup-epochs 1 --epochs 30 --run-dir runs/ft
+                                                                     # warm restart from a trained model
   fer-train average --run-dir runs/fer_edge --from-epoch 101         # average them; kept if better on PublicTest
   fer-train export --run-dir runs/fer_edge --out models/             # publish the selected model
   fer-train fit --arch baseline_2block --name baseline_2block --epochs 40 --run-dir runs/b2 --out models/baselines
@@ -93,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="distil from this trained model (repeat for an ensemble; probabilities averaged)")
     fit.add_argument("--kd-alpha", type=float, default=0.7, help="weight of the teacher distribution in the target")
     fit.add_argument("--kd-temperature", type=float, default=3.0, help="softening of the teacher distribution")
+    fit.add_argument("--init-from", default="", metavar="MODEL.keras",
+                     help="start from this trained model's weights (same architecture): a warm restart with a new "
+                          "schedule, e.g. --lr 0.01 --warmup-epochs 1")
     fit.add_argument("--snapshots", type=int, default=0,
                      help="keep the weights of the last N epochs (runs/<name>/snapshots/) for fer-train average")
     fit.add_argument("--arch-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"widths": [48, 96, 160]}\'')
@@ -181,7 +186,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         class_weight=args.class_weight, patience=args.patience, seed=args.seed, limit=args.limit,
         augment=AugmentConfig.none() if args.no_augment else AugmentConfig(), arch_kwargs=args.arch_kwargs,
         teachers=[str(p) for p in args.teacher], kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature,
-        snapshots=args.snapshots,
+        snapshots=args.snapshots, init_from=args.init_from,
     )
     if args.dataset == "cew" and not args.no_augment:
         cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)

@@ -51,6 +51,7 @@ class FitConfig:
     kd_alpha: float = 0.7  # weight of the teacher's distribution in the training target
     kd_temperature: float = 3.0  # softens the teacher's distribution (p ** (1/T), renormalized)
     snapshots: int = 0  # keep the weights of the last N epochs in snapshots/ for `fer-train average`
+    init_from: str = ""  # .keras model of the same architecture whose weights start the run (warm restart)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -191,6 +192,22 @@ def load_teacher(path: str, num_classes: int):
     teacher.trainable = False
     log.info("distilling from %s (%d parameters)", path, teacher.count_params())
     return teacher
+
+
+def load_initial_weights(model, path: str) -> None:
+    """Start ``model`` from the weights of a trained model of the same architecture (a warm restart)."""
+    import keras
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: --init-from model not found")
+    source = keras.models.load_model(path, compile=False)
+    mine = [tuple(w.shape) for w in model.weights]
+    theirs = [tuple(w.shape) for w in source.weights]
+    if mine != theirs:
+        raise ValueError(f"{path}: its {len(theirs)} weight tensors do not fit this architecture's {len(mine)} "
+                         f"(train the same --arch and --arch-kwargs)")
+    model.set_weights(source.get_weights())
+    log.info("starting from the weights of %s", path)
 
 
 def _strategy():
@@ -337,6 +354,8 @@ def train(
             log.info("resuming %s at epoch %d of %d", run_dir, initial_epoch, cfg.epochs)
         else:
             model = build_model(cfg.arch, num_classes, dataset.splits["Training"].images.shape[1], **cfg.arch_kwargs)
+            if cfg.init_from:
+                load_initial_weights(model, cfg.init_from)
             model.compile(
                 optimizer=_optimizer(cfg, steps_per_epoch),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
