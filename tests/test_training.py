@@ -204,6 +204,7 @@ def test_init_from_starts_at_the_trained_weights(tiny_model_dir: Path, tmp_path:
                     augment=AugmentConfig.none(), arch_kwargs=TINY_ARCH, init_from=str(source_path))
     state = json.loads((train(cfg, dataset, tmp_path / "warm", verbose=0) / "state.json").read_text())
     assert state["config"]["init_from"] == str(source_path)
+    assert state["init_from_sha256"] == sha256_file(source_path)
     assert state["best_val_accuracy"] > 0.6  # chance is 1/7
     with pytest.raises(FileNotFoundError, match="--init-from model not found"):
         train(FitConfig(init_from=str(tmp_path / "none.keras"), epochs=1), dataset, tmp_path / "x", verbose=0)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import ModelCard
+from edge.contract import ModelCard, sha256_file
 from train.augment import AugmentConfig
 from train.datasets import Dataset, SplitData
 
@@ -366,6 +366,8 @@ def train(
                        source=dataset.source, parameters=int(model.count_params()),
                        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
                        device="GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}")
+            if cfg.init_from:  # the path may later hold another model; the hash pins what this run started from
+                state.save(init_from_sha256=sha256_file(cfg.init_from))
     if initial_epoch >= cfg.epochs:
         log.info("run already finished (%d epochs)", initial_epoch)
         return run_dir
@@ -423,5 +425,7 @@ def card_for_run(run_dir: Path, model, dataset: Dataset) -> ModelCard:
                   "selected": state.get("best_source", f"checkpoint of epoch {state.get('best_epoch')}"),
                   "epoch_seconds_median": float(np.median(state["epoch_seconds"])) if state.get("epoch_seconds")
                   else None,
-                  "device": state.get("device"), "macs": count_macs(model)},
+                  "device": state.get("device"), "macs": count_macs(model),
+                  **({"init_from": {"path": cfg["init_from"], "sha256": state.get("init_from_sha256")}}
+                     if cfg.get("init_from") else {})},
     )
