@@ -180,6 +180,27 @@ def test_student_trains_from_a_teacher(tiny_model_dir: Path, tmp_path: Path):
         train(FitConfig(teachers=[str(tmp_path / "none.keras")], epochs=1), dataset, tmp_path / "x", verbose=0)
 
 
+def test_evaluate_in_place_keeps_the_cards_other_results(tiny_model_dir: Path, tmp_path: Path):
+    """Re-evaluating a converted model (one split, with --tta-flip) adds to its card; parity and PublicTest stay."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir / "models", models)
+    card = ModelCard.load(models / "tiny.card.json")
+    card.metrics["parity"] = {"int8": {"agreement_with_keras": 0.995}}  # what fer-convert adds
+    card.save(models / "tiny.card.json")
+    public_before = card.metrics["keras"]["PublicTest"]
+
+    assert _cli("evaluate", str(models / "tiny.keras"), "--data", str(tiny_model_dir / "data"), "--split",
+                "PrivateTest", "--tta-flip", "--cache-dir", str(tmp_path / "c")) == 0
+    metrics = ModelCard.load(models / "tiny.card.json").metrics
+    assert metrics["parity"] == {"int8": {"agreement_with_keras": 0.995}}
+    assert metrics["keras"]["PublicTest"] == public_before
+    assert set(metrics["keras_tta_flip"]) == {"PrivateTest"}
+    report = json.loads((models / "tiny.metrics.json").read_text())
+    assert set(report) == {"PublicTest", "PrivateTest"} and "tta_flip_summary" in report["PrivateTest"]
+
+
 def test_init_from_starts_at_the_trained_weights(tiny_model_dir: Path, tmp_path: Path):
     """--init-from: a warm restart begins where the trained model is, and a misfit model is a clear error."""
     import keras

@@ -166,12 +166,17 @@ def evaluate_and_report(
                  metrics["summary"]["macro_f1"], png.name)
     if not results:
         raise ValueError(f"{dataset.source}: none of the splits {splits} has data")
-    (out_dir / f"{stem}.metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    metrics_path = out_dir / f"{stem}.metrics.json"
+    # Evaluating one split in place must not drop the others (the card and report describe the same model).
+    in_place = update_card and bool(card.metrics)  # an existing card, not a fresh one from export
+    previous = json.loads(metrics_path.read_text()) if in_place and metrics_path.is_file() else {}
+    metrics_path.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
     if history_csv is not None and Path(history_csv).is_file():
         curves_png(Path(history_csv), out_dir / f"{stem}.curves.png", f"{stem} training curves")
         (out_dir / f"{stem}.history.json").write_text(json.dumps(read_history(Path(history_csv))) + "\n")
     if update_card:
-        card.metrics = {"keras": {s: r["summary"] for s, r in results.items()}}
+        # Merge, so that re-evaluating a converted model keeps its parity results and its other splits.
+        card.metrics.setdefault("keras", {}).update({s: r["summary"] for s, r in results.items()})
         for s, r in results.items():
             if "tta_flip_summary" in r:
                 card.metrics.setdefault("keras_tta_flip", {})[s] = r["tta_flip_summary"]
