@@ -181,12 +181,15 @@ def _optimizer(cfg: FitConfig, steps_per_epoch: int):
     raise ValueError(f"optimizer must be sgd or adamw, not {cfg.optimizer!r}")
 
 
-def load_teacher(path: str, num_classes: int):
-    import keras
-
+def _load_trained(path: str, role: str) -> Any:
+    """A trained model given on the command line (a teacher, a start point), or an error naming it."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: teacher model not found")
-    teacher = keras.models.load_model(path, compile=False)
+        raise FileNotFoundError(f"{path}: {role} model not found")
+    return load_run_model(Path(path))
+
+
+def load_teacher(path: str, num_classes: int):
+    teacher = _load_trained(path, "teacher")
     if teacher.output_shape[-1] != num_classes:
         raise ValueError(f"{path}: teacher has {teacher.output_shape[-1]} outputs, the data set {num_classes} classes")
     teacher.trainable = False
@@ -194,13 +197,12 @@ def load_teacher(path: str, num_classes: int):
     return teacher
 
 
-def load_initial_weights(model, path: str) -> None:
-    """Start ``model`` from the weights of a trained model of the same architecture (a warm restart)."""
-    import keras
+def load_initial_weights(model, path: str) -> str:
+    """Start ``model`` from the weights of a trained model of the same architecture (a warm restart).
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: --init-from model not found")
-    source = keras.models.load_model(path, compile=False)
+    Returns the file's sha256: the path may later hold another model, the hash pins this run's start.
+    """
+    source = _load_trained(path, "--init-from")
     mine = [tuple(w.shape) for w in model.weights]
     theirs = [tuple(w.shape) for w in source.weights]
     if mine != theirs:
@@ -208,6 +210,7 @@ def load_initial_weights(model, path: str) -> None:
                          f"(train the same --arch and --arch-kwargs)")
     model.set_weights(source.get_weights())
     log.info("starting from the weights of %s", path)
+    return sha256_file(path)
 
 
 def _strategy():
@@ -354,8 +357,7 @@ def train(
             log.info("resuming %s at epoch %d of %d", run_dir, initial_epoch, cfg.epochs)
         else:
             model = build_model(cfg.arch, num_classes, dataset.splits["Training"].images.shape[1], **cfg.arch_kwargs)
-            if cfg.init_from:
-                load_initial_weights(model, cfg.init_from)
+            init_from_sha256 = load_initial_weights(model, cfg.init_from) if cfg.init_from else None
             model.compile(
                 optimizer=_optimizer(cfg, steps_per_epoch),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -365,9 +367,8 @@ def train(
             state.save(config=cfg.to_dict(), epoch=0, labels=list(dataset.labels), dataset=dataset.name,
                        source=dataset.source, parameters=int(model.count_params()),
                        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                       device="GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}")
-            if cfg.init_from:  # the path may later hold another model; the hash pins what this run started from
-                state.save(init_from_sha256=sha256_file(cfg.init_from))
+                       device="GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}",
+                       init_from_sha256=init_from_sha256)
     if initial_epoch >= cfg.epochs:
         log.info("run already finished (%d epochs)", initial_epoch)
         return run_dir
@@ -411,6 +412,13 @@ def card_for_run(run_dir: Path, model, dataset: Dataset) -> ModelCard:
     state = RunState(run_dir).data
     cfg = state["config"]
     size = int(model.input_shape[1])
+    training = {"config": cfg, "epochs_run": state.get("epoch"), "best_epoch": state.get("best_epoch"),
+                "selected": state.get("best_source", f"checkpoint of epoch {state.get('best_epoch')}"),
+                "epoch_seconds_median": float(np.median(state["epoch_seconds"])) if state.get("epoch_seconds")
+                else None,
+                "device": state.get("device"), "macs": count_macs(model)}
+    if cfg.get("init_from"):
+        training["init_from"] = {"path": cfg["init_from"], "sha256": state.get("init_from_sha256")}
     return ModelCard(
         name=cfg["name"],
         architecture=cfg["arch"],
@@ -421,11 +429,5 @@ def card_for_run(run_dir: Path, model, dataset: Dataset) -> ModelCard:
         data={"dataset": dataset.name, "source": Path(dataset.source).name, "train_split": "Training",
               "select_split": SELECT_SPLIT, "report_split": REPORT_SPLIT if REPORT_SPLIT in dataset.splits else None,
               "counts": dataset.class_counts()},
-        training={"config": cfg, "epochs_run": state.get("epoch"), "best_epoch": state.get("best_epoch"),
-                  "selected": state.get("best_source", f"checkpoint of epoch {state.get('best_epoch')}"),
-                  "epoch_seconds_median": float(np.median(state["epoch_seconds"])) if state.get("epoch_seconds")
-                  else None,
-                  "device": state.get("device"), "macs": count_macs(model),
-                  **({"init_from": {"path": cfg["init_from"], "sha256": state.get("init_from_sha256")}}
-                     if cfg.get("init_from") else {})},
+        training=training,
     )
