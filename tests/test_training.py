@@ -119,6 +119,30 @@ def test_training_learns_the_synthetic_task(tmp_path: Path):
     assert state["best_val_accuracy"] > 0.6  # chance is 1/7
 
 
+def test_a_resumed_run_draws_a_fresh_shuffle_stream():
+    import keras
+
+    from train.fit import make_tf_dataset, random_stream_seed
+
+    images = np.zeros((64, 48, 48), np.uint8)
+    targets = np.zeros((64, 7), np.float32)
+    targets[:, 0] = np.arange(64)  # the target carries the row number, so a batch shows the shuffle order
+
+    def first_batch_rows(seed: int) -> list[int]:
+        keras.utils.set_random_seed(seed)  # as train() does before building the pipeline
+        ds = make_tf_dataset(images, targets, np.ones(64, np.float32), 16, training=True,
+                             augment=AugmentConfig(), seed=seed)
+        return next(iter(ds))[1].numpy()[:, 0].astype(int).tolist()
+
+    assert random_stream_seed(7, 0) == 7  # a fresh run keeps its seed
+    fresh = first_batch_rows(random_stream_seed(7, 0))
+    assert fresh == first_batch_rows(random_stream_seed(7, 0))
+    # Resuming after epoch 5 must not replay epoch 1's order; resuming at another epoch differs again.
+    after_5 = first_batch_rows(random_stream_seed(7, 5))
+    assert after_5 != fresh
+    assert first_batch_rows(random_stream_seed(7, 6)) not in (fresh, after_5)
+
+
 def test_resume_without_a_run_is_a_clear_error(tmp_path: Path, fer_csv: Path):
     from train.fit import FitConfig, train
 

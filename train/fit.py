@@ -108,6 +108,17 @@ def teacher_targets(teachers, x, y, alpha: float, temperature: float):
     return (1.0 - alpha) * y + alpha * tf.cast(soft, y.dtype)
 
 
+def random_stream_seed(seed: int, start_epoch: int) -> int:
+    """The seed for the shuffle and augmentation stream of a run segment that starts at ``start_epoch``.
+
+    A fresh run uses ``seed`` itself. A resumed run gets a different stream: reseeding with ``seed`` alone
+    would replay the shuffle order of epochs 1, 2, ... (and augmentations drawn from the same seed) after
+    every resume. Continuing the uninterrupted stream exactly would mean drawing every skipped epoch's
+    random numbers again.
+    """
+    return seed if start_epoch == 0 else (seed + 7919 * start_epoch) % 2**31
+
+
 def make_tf_dataset(images, targets, weights, batch_size: int, *, training: bool, augment: AugmentConfig, seed: int,
                     teachers=None, kd_alpha: float = 0.0, kd_temperature: float = 1.0):
     import tensorflow as tf
@@ -321,7 +332,8 @@ def train(
     elif (run_dir / "last.keras").is_file():
         raise FileExistsError(f"{run_dir}: a run exists here; pass --resume to continue it or choose another --run-dir")
 
-    keras.utils.set_random_seed(cfg.seed)
+    start_epoch = int(state.data.get("epoch", 0)) if resume else 0
+    keras.utils.set_random_seed(random_stream_seed(cfg.seed, start_epoch))
     num_classes = len(dataset.labels)
     train_split = dataset.split("Training")
     select_split = dataset.split(SELECT_SPLIT)
@@ -334,7 +346,7 @@ def train(
     teachers = [load_teacher(path, num_classes) for path in cfg.teachers]
     train_ds = make_tf_dataset(
         train_split.images, _targets(train_split, num_classes, cfg.soft_labels), weights[train_split.labels],
-        cfg.batch_size, training=True, augment=cfg.augment, seed=cfg.seed,
+        cfg.batch_size, training=True, augment=cfg.augment, seed=random_stream_seed(cfg.seed, start_epoch),
         teachers=teachers, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
     )
     val_ds = make_tf_dataset(
