@@ -332,8 +332,9 @@ def train(
     elif (run_dir / "last.keras").is_file():
         raise FileExistsError(f"{run_dir}: a run exists here; pass --resume to continue it or choose another --run-dir")
 
-    start_epoch = int(state.data.get("epoch", 0)) if resume else 0
-    keras.utils.set_random_seed(random_stream_seed(cfg.seed, start_epoch))
+    initial_epoch = int(state.data["epoch"]) if resume else 0
+    stream_seed = random_stream_seed(cfg.seed, initial_epoch)
+    keras.utils.set_random_seed(stream_seed)
     num_classes = len(dataset.labels)
     train_split = dataset.split("Training")
     select_split = dataset.split(SELECT_SPLIT)
@@ -346,7 +347,7 @@ def train(
     teachers = [load_teacher(path, num_classes) for path in cfg.teachers]
     train_ds = make_tf_dataset(
         train_split.images, _targets(train_split, num_classes, cfg.soft_labels), weights[train_split.labels],
-        cfg.batch_size, training=True, augment=cfg.augment, seed=random_stream_seed(cfg.seed, start_epoch),
+        cfg.batch_size, training=True, augment=cfg.augment, seed=stream_seed,
         teachers=teachers, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
     )
     val_ds = make_tf_dataset(
@@ -362,7 +363,6 @@ def train(
         if resume:
             _schedule_class()
             model = keras.models.load_model(run_dir / "last.keras")
-            initial_epoch = int(state.data["epoch"])
             schedule = getattr(model.optimizer, "_learning_rate", None)
             if cfg.schedule == "cosine" and hasattr(schedule, "total_steps"):
                 schedule.total_steps = cfg.epochs * steps_per_epoch
@@ -375,7 +375,6 @@ def train(
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                 metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
             )
-            initial_epoch = 0
             state.save(config=cfg.to_dict(), epoch=0, labels=list(dataset.labels), dataset=dataset.name,
                        source=dataset.source, parameters=int(model.count_params()),
                        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
