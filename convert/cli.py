@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "deployment camera (default: class-stratified training faces)")
     p.add_argument("--max-int8-drop", type=float, default=1.0, help="allowed int8 accuracy loss in pp (default: 1.0)")
     p.add_argument("--min-agreement", type=float, default=0.98, help="minimum int8 top-1 agreement (default: 0.98)")
+    p.add_argument("--min-float-agreement", type=float, default=0.995,
+                   help="minimum top-1 agreement of the float32, float16 and ONNX artifacts (default: %(default)s); "
+                        "on a small evaluation set one near-tie flip weighs a lot")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13-18 (default: 17)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
     p.add_argument("--margin-scale", type=float, default=DEFAULT_MARGIN_SCALE,
@@ -251,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             calibration = representative_set(train_split.images, train_split.labels, args.calibration_size, args.seed)
         report = convert_model(
             model, card, dataset, args.out or args.model.parent, calibration=calibration,
-            thresholds=Thresholds(args.max_int8_drop, args.min_agreement), opset=args.opset,
+            thresholds=Thresholds(args.max_int8_drop, args.min_agreement, args.min_float_agreement), opset=args.opset,
             onnx=not args.no_onnx, latency_runs=args.latency_runs, margin_scale=args.margin_scale or None,
             equalize_alpha=args.equalize_alpha or None, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
             progress=sys.stderr.isatty(),

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 # The 10 KB test model is scored on 140 faces: one flipped near-tie is 0.7 pp. The shipped model is held
 # to the defaults (1.0 pp, 0.98) by its committed parity report and scripts/bench_accuracy.py.
-TINY_THRESHOLDS = ["--max-int8-drop", "3.0", "--min-agreement", "0.95"]
+# 140 faces on a briefly trained model: one near-tie flip is 0.7 pp, so the float bar is loosened too.
+TINY_THRESHOLDS = ["--max-int8-drop", "3.0", "--min-agreement", "0.95", "--min-float-agreement", "0.97"]
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +155,11 @@ def test_threshold_gate_exits_nonzero_naming_it(converted: Path, tiny_model_dir:
     np.save(black, np.zeros((64, 48, 48), np.uint8))
     code = main([str(tmp_path / "tiny.keras"), "--data", str(tiny_model_dir / "data"), "--no-onnx",
                  "--calibration-data", str(black), "--latency-runs", "5", "--cache-dir", str(tmp_path / "c"),
-                 "--min-agreement", "1.01"])
+                 "--min-agreement", "1.01", "--min-float-agreement", "1.01"])
     assert code == 3
-    assert "threshold violated: int8 top-1 agreement" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "threshold violated: int8 top-1 agreement" in err
+    assert "threshold violated: float32 top-1 agreement" in err and "is below 1.0100" in err
     report = json.loads((tmp_path / "tiny.parity.json").read_text())
     assert report["violations"] and report["calibration"]["source"].endswith("black.npy")
     bad_shape = tmp_path / "bad.npy"

@@ -112,7 +112,8 @@ def test_convert_cli_with_qat_reports_it(tiny_model_dir: Path, tmp_path: Path):
         shutil.copy(tiny_model_dir / "models" / f, tmp_path)
     code = main([str(tmp_path / "tiny.keras"), "--data", str(tiny_model_dir / "data"), "--no-onnx",
                  "--calibration-size", "140", "--latency-runs", "5", "--cache-dir", str(tmp_path / "c"),
-                 "--qat-epochs", "1", "--max-int8-drop", "3.0", "--min-agreement", "0.95"])
+                 "--qat-epochs", "1", "--max-int8-drop", "3.0", "--min-agreement", "0.95",
+                 "--min-float-agreement", "0.97"])
     assert code == 0
     report = json.loads((tmp_path / "tiny.parity.json").read_text())
     assert report["int8_qat"]["epochs"] == 1 and report["int8_input_normalization_folded"] is True
