@@ -26,6 +26,7 @@ EPILOG = """examples:
   fer-train fit --arch baseline_2block --name baseline_2block --epochs 40 --run-dir runs/b2 --out models/baselines
   fer-train fit --dataset cew --arch eyenet --name eye_state --epochs 40 --run-dir runs/eyes --out models/
   fer-train evaluate models/fer_edge.keras --data ../shared/data
+  fer-train ensemble models/teachers/*.keras --tta-flip             # what a distilled student could learn
 """
 
 
@@ -108,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="PrivateTest", help="split to report on (default: %(default)s)")
     ev.add_argument("--out", type=Path, default=None, help="report folder (default: beside the model)")
     ev.add_argument("--tta-flip", action="store_true", help="also report flip-averaged accuracy (separately)")
+
+    en = sub.add_parser("ensemble", help="accuracy and macro-F1 of several models and of their softmax average "
+                        "(a teacher for --teacher A --teacher B; the edge runs one network)")
+    en.add_argument("models", type=Path, nargs="+", help=".keras models with their .card.json beside them")
+    _add_data_args(en)
+    en.add_argument("--splits", nargs="+", default=["PublicTest", "PrivateTest"],
+                    help="splits to report on (default: %(default)s)")
+    en.add_argument("--tta-flip", action="store_true", help="also report flip-averaged rows")
+    en.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
 
     ex = sub.add_parser("export", help="publish a run's best checkpoint (also while it still trains): model, "
                         "card, report")
@@ -213,6 +223,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from train.ensemble import compare_ensemble, load_members, markdown_table
+
+    members = load_members(args.models)
+    rows = compare_ensemble(members, _load(args), splits=args.splits, tta_flip=args.tta_flip)
+    print(markdown_table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    return 0
+
+
 def cmd_average(args: argparse.Namespace) -> int:
     from train.average import average_run
     from train.fit import RunState
@@ -247,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     if no_data_given and args.command != "archs" and args.dataset != "folders" and default_data_root() is None:
         print("fer-train: no --data given and ../shared/data not found", file=sys.stderr)
         return 2
-    commands = {"stats": cmd_stats, "fit": cmd_fit, "evaluate": cmd_evaluate, "archs": cmd_archs,
-                "export": cmd_export, "average": cmd_average}
+    commands = {"stats": cmd_stats, "fit": cmd_fit, "evaluate": cmd_evaluate, "ensemble": cmd_ensemble,
+                "archs": cmd_archs, "export": cmd_export, "average": cmd_average}
     try:
         return commands[args.command](args)
     except (DatasetError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
