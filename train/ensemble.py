@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,18 +55,18 @@ def compare_ensemble(
     rows: list[EnsembleRow] = []
     for split_name in splits:
         split = dataset.split(split_name)
+        row = partial(_row, split_name, split.labels, dataset.labels)
         plain, mirrored = [], []
         for name, model in models:
             plain.append(predict_probs(model, split.images))
-            rows.append(_row(split_name, split.labels, dataset.labels, name, False, plain[-1]))
+            rows.append(row(name, False, plain[-1]))
             if tta_flip:
                 mirrored.append(predict_probs(model, split.images[:, :, ::-1]))
-                rows.append(_row(split_name, split.labels, dataset.labels, name, True, (plain[-1] + mirrored[-1]) / 2))
+                rows.append(row(name, True, (plain[-1] + mirrored[-1]) / 2))
         if len(models) > 1:
-            rows.append(_row(split_name, split.labels, dataset.labels, "ensemble", False, average_probs(plain)))
+            rows.append(row("ensemble", False, average_probs(plain)))
             if tta_flip:
-                rows.append(_row(split_name, split.labels, dataset.labels, "ensemble", True,
-                                 average_probs(plain + mirrored)))
+                rows.append(row("ensemble", True, average_probs(plain + mirrored)))
     return rows
 
 
