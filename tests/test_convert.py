@@ -14,9 +14,9 @@ from edge.golden import check_golden, golden_inputs
 
 pytestmark = pytest.mark.slow
 
-# The 10 KB test model is scored on 140 faces: one flipped near-tie is 0.7 pp. The shipped model is held
-# to the defaults (1.0 pp, 0.98) by its committed parity report and scripts/bench_accuracy.py.
-# 140 faces on a briefly trained model: one near-tie flip is 0.7 pp, so the float bar is loosened too.
+# The 10 KB test model is scored on 140 faces: one flipped near-tie is 0.7 pp, for int8 and float artifacts
+# alike. The shipped model is held to the defaults (1.0 pp, 0.98, floats 0.995) by its committed parity report,
+# and to the int8 targets by scripts/bench_accuracy.py.
 TINY_THRESHOLDS = ["--max-int8-drop", "3.0", "--min-agreement", "0.95", "--min-float-agreement", "0.97"]
 
 

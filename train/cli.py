@@ -207,15 +207,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import keras
+    from train.report import evaluate_and_report, load_model_with_card
 
-    from edge.contract import ModelCard, card_path_for
-    from train.report import evaluate_and_report
-
-    if not args.model.is_file():
-        raise FileNotFoundError(f"{args.model}: model not found")
-    card = ModelCard.load(card_path_for(args.model))
-    model = keras.models.load_model(args.model, compile=False)
+    card, model = load_model_with_card(args.model)
     dataset = _load(args)
     metrics = evaluate_and_report(model, card, dataset, args.model, splits=(args.split,), tta_flip=args.tta_flip,
                                   out_dir=args.out, update_card=args.out is None)

@@ -15,7 +15,7 @@ import numpy as np
 
 from train.datasets import Dataset
 from train.metrics import classification_metrics
-from train.report import predict_probs
+from train.report import load_model_with_card, predict_probs
 
 
 @dataclass(frozen=True)
@@ -72,19 +72,13 @@ def compare_ensemble(
 
 def load_members(paths: Sequence[Path]) -> list[tuple[str, object]]:
     """Load .keras models that share one label set (read from each model's card)."""
-    import keras
-
-    from edge.contract import ModelCard, card_path_for
-
     members, labels = [], None
     for path in paths:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: model not found")
-        card = ModelCard.load(card_path_for(path))
+        card, model = load_model_with_card(path)
         if labels is not None and list(card.labels) != labels:
             raise ValueError(f"{path}: labels {list(card.labels)} differ from the first model's {labels}")
         labels = list(card.labels)
-        members.append((str(path), keras.models.load_model(path, compile=False)))
+        members.append((str(path), model))
     return members
 
 

@@ -26,6 +26,16 @@ def _pyplot():
     return plt
 
 
+def load_model_with_card(path: Path) -> tuple[ModelCard, Any]:
+    """A published .keras model and the card beside it, or an error naming the missing file."""
+    import keras
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model not found")
+    card = ModelCard.load(card_path_for(path))
+    return card, keras.models.load_model(path, compile=False)
+
+
 def predict_probs(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     x = images.astype(np.float32)[..., None]
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
