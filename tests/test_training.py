@@ -255,6 +255,30 @@ def test_init_from_starts_at_the_trained_weights(tiny_model_dir: Path, tmp_path:
         train(FitConfig(init_from=str(tmp_path / "none.keras"), epochs=1), dataset, tmp_path / "x", verbose=0)
 
 
+def test_init_from_another_class_count_keeps_the_backbone(tiny_model_dir: Path):
+    """A 7-class model starts an 8-class (FER+) one: every layer but the classifier is copied."""
+    import keras
+
+    from train.fit import load_initial_weights
+    from train.models import build_model
+
+    source_path = tiny_model_dir / "models" / "tiny.keras"
+    source = keras.models.load_model(source_path, compile=False)
+    target = build_model("edgefer", 8, **TINY_ARCH)
+    fresh_head = [w.copy() for w in target.get_layer("logits").get_weights()]
+    load_initial_weights(target, str(source_path))
+
+    def features(model):
+        return keras.Model(model.inputs, model.get_layer("gap").output)
+
+    images = np.random.default_rng(1).integers(0, 256, (8, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(features(target).predict(images, verbose=0),
+                               features(source).predict(images, verbose=0), atol=1e-5)
+    for kept, fresh in zip(target.get_layer("logits").get_weights(), fresh_head, strict=True):
+        np.testing.assert_array_equal(kept, fresh)
+    assert target.output_shape[-1] == 8
+
+
 def test_snapshots_average_with_recomputed_batchnorm(tmp_path: Path):
     """--snapshots keeps the last epochs; average recomputes BN exactly and is promoted only if better."""
     import keras

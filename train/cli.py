@@ -34,7 +34,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="data root holding fer2013/, ferplus/, eyes/cew/ (default: ../shared/data when present)")
     p.add_argument("--dataset", default="fer2013", choices=["fer2013", "ferplus", "cew", "folders"],
-                   help="which data set to read (default: fer2013)")
+                   help="which data set to read")
     p.add_argument("--path", type=Path, default=None,
                    help="explicit file or folder for the data set (required for --dataset folders)")
     p.add_argument("--skip-bad", action="store_true",
@@ -49,6 +49,15 @@ def _load(args: argparse.Namespace):
     if dataset.skipped:
         log.warning("skipped %d bad row(s) or image(s) in %s", dataset.skipped, dataset.source)
     return dataset
+
+
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where the help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--out", type=Path, default=Path("reports"), help="folder for the PNGs (default: %(default)s)")
 
     fit = sub.add_parser("fit", help="train a model (checkpoint every epoch; --resume continues)",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         formatter_class=_DefaultsHelpFormatter)
     _add_data_args(fit)
     fit.add_argument("--arch", default="edgefer", help="architecture from the registry (fer-train archs)")
     fit.add_argument("--name", default=None, help="model name; files are <out>/<name>.keras and .card.json")
@@ -98,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--kd-temperature", type=float, default=3.0, help="softening of the teacher distribution")
     fit.add_argument("--init-from", default="", metavar="MODEL.keras",
                      help="start from this trained model's weights (same architecture): a warm restart with a new "
-                          "schedule, e.g. --lr 0.01 --warmup-epochs 1")
+                          "schedule, e.g. --lr 0.01 --warmup-epochs 1; from a model with another class count "
+                          "(FER2013 to FER+) all but the classifier layer is copied")
     fit.add_argument("--snapshots", type=int, default=0,
                      help="keep the weights of the last N epochs (runs/<name>/snapshots/) for fer-train average")
     fit.add_argument("--arch-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"widths": [48, 96, 160]}\'')

@@ -208,19 +208,44 @@ def load_teacher(path: str, num_classes: int):
     return teacher
 
 
+HEAD_LAYERS = ("logits", "class_conv")  # the layers whose width is the class count (see train.models)
+
+
 def load_initial_weights(model, path: str) -> str:
     """Start ``model`` from the weights of a trained model of the same architecture (a warm restart).
 
+    When only the class count differs (FER2013's 7 to FER+'s 8), everything but the classifier layer
+    is copied and that layer keeps its fresh initialisation: a backbone warm start.
     Returns the file's sha256: the path may later hold another model, the hash pins this run's start.
     """
     source = _load_trained(path, "--init-from")
-    mine = [tuple(w.shape) for w in model.weights]
-    theirs = [tuple(w.shape) for w in source.weights]
-    if mine != theirs:
-        raise ValueError(f"{path}: its {len(theirs)} weight tensors do not fit this architecture's {len(mine)} "
-                         f"(train the same --arch and --arch-kwargs)")
-    model.set_weights(source.get_weights())
-    log.info("starting from the weights of %s", path)
+    misfit = ValueError(f"{path}: its {len(source.weights)} weight tensors do not fit this architecture's "
+                        f"{len(model.weights)} (train the same --arch and --arch-kwargs)")
+    theirs_by_name = {layer.name: layer for layer in source.layers}
+    copies, new_head = [], []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        theirs = theirs_by_name.get(layer.name)
+        if theirs is None or len(theirs.weights) != len(layer.weights):
+            raise misfit
+        fits = [tuple(a.shape) == tuple(b.shape) for a, b in zip(layer.weights, theirs.weights, strict=True)]
+        if all(fits):
+            copies.append((layer, theirs))
+        elif layer.name in HEAD_LAYERS and all(tuple(a.shape)[:-1] == tuple(b.shape)[:-1]
+                                               for a, b in zip(layer.weights, theirs.weights, strict=True)):
+            new_head.append(layer.name)
+        else:
+            raise misfit
+    if len(copies) + len(new_head) != len([layer for layer in source.layers if layer.weights]):
+        raise misfit
+    for layer, theirs in copies:
+        layer.set_weights(theirs.get_weights())
+    if new_head:
+        log.info("starting from the weights of %s except its classifier %s (%d -> %d classes), which starts fresh",
+                 path, ", ".join(new_head), source.output_shape[-1], model.output_shape[-1])
+    else:
+        log.info("starting from the weights of %s", path)
     return sha256_file(path)
 
 
