@@ -143,6 +143,27 @@ def test_a_resumed_run_draws_a_fresh_shuffle_stream():
     assert first_batch_rows(random_stream_seed(7, 6)) not in (fresh, after_5)
 
 
+def test_augmentation_draws_change_every_epoch_and_repeat_per_seed():
+    """Each epoch augments afresh (stateful draws in Dataset.map would replay), yet a seed reproduces a run."""
+    import keras
+
+    from train.fit import make_tf_dataset
+
+    face = np.random.default_rng(3).integers(0, 256, (1, 48, 48)).astype(np.uint8)
+    images = np.repeat(face, 32, axis=0)  # one face: a batch differs only by its augmentation draws
+
+    def pipeline(seed: int):
+        keras.utils.set_random_seed(seed)
+        return make_tf_dataset(images, np.zeros((32, 7), np.float32), np.ones(32, np.float32), 16,
+                               training=True, augment=AugmentConfig(), seed=seed)
+
+    ds = pipeline(11)
+    epoch_1, epoch_2 = (next(iter(ds))[0].numpy() for _ in range(2))
+    assert not np.allclose(epoch_1, epoch_2)
+    assert not np.allclose(epoch_1[0], epoch_1[1])
+    np.testing.assert_array_equal(next(iter(pipeline(11)))[0].numpy(), epoch_1)
+
+
 def test_resume_without_a_run_is_a_clear_error(tmp_path: Path, fer_csv: Path):
     from train.fit import FitConfig, train
 

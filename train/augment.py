@@ -3,6 +3,11 @@
 One projective transform per image covers rotation, scale, shift and horizontal flip in a single
 op; brightness/contrast and random erasing are elementwise. Pixels stay in the 0-255 range the
 model expects.
+
+Every draw is stateless, from a per-batch seed that the input pipeline changes every epoch
+(``train.fit.make_tf_dataset``). Stateful ``tf.random`` ops inside ``Dataset.map`` restart their
+sequence with each new iterator, so under a global seed every epoch would reuse the previous epoch's
+augmentation draws, batch position by batch position.
 """
 
 from __future__ import annotations
@@ -30,14 +35,27 @@ class AugmentConfig:
         return cls(False, 0.0, (1.0, 1.0), 0.0, 0.0, (1.0, 1.0), 0.0)
 
 
-def _affine_params(batch: tf.Tensor, size: float, cfg: AugmentConfig) -> tf.Tensor:
+class _Draws:
+    """Independent stateless uniform draws from one seed: the i-th call uses the i-th split of it."""
+
+    def __init__(self, seed: tf.Tensor, count: int = 16):
+        self._seeds = tf.random.experimental.stateless_split(seed, num=count)
+        self._next = 0
+
+    def uniform(self, shape, low: float = 0.0, high: float = 1.0) -> tf.Tensor:
+        seed = self._seeds[self._next]
+        self._next += 1
+        return tf.random.stateless_uniform(shape, seed, low, high)
+
+
+def _affine_params(batch: tf.Tensor, size: float, cfg: AugmentConfig, draws: _Draws) -> tf.Tensor:
     """Inverse-mapping transforms (output -> input pixel), one 8-vector per image."""
     n = tf.shape(batch)[0]
-    angle = tf.random.uniform([n], -1.0, 1.0) * (cfg.max_rotation_deg * math.pi / 180.0)
-    scale = tf.random.uniform([n], cfg.scale_range[0], cfg.scale_range[1])
-    shift_x = tf.random.uniform([n], -1.0, 1.0) * cfg.max_shift * size
-    shift_y = tf.random.uniform([n], -1.0, 1.0) * cfg.max_shift * size
-    flip = tf.cast(tf.random.uniform([n]) < 0.5, tf.float32) if cfg.flip else tf.zeros([n])
+    angle = draws.uniform([n], -1.0, 1.0) * (cfg.max_rotation_deg * math.pi / 180.0)
+    scale = draws.uniform([n], cfg.scale_range[0], cfg.scale_range[1])
+    shift_x = draws.uniform([n], -1.0, 1.0) * cfg.max_shift * size
+    shift_y = draws.uniform([n], -1.0, 1.0) * cfg.max_shift * size
+    flip = tf.cast(draws.uniform([n]) < 0.5, tf.float32) if cfg.flip else tf.zeros([n])
     sign = 1.0 - 2.0 * flip  # -1 mirrors x
     c = (size - 1.0) / 2.0
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
@@ -50,17 +68,17 @@ def _affine_params(batch: tf.Tensor, size: float, cfg: AugmentConfig) -> tf.Tens
     return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
-def _random_erase(images: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
+def _random_erase(images: tf.Tensor, cfg: AugmentConfig, draws: _Draws) -> tf.Tensor:
     shape = tf.shape(images)
     n, h, w = shape[0], shape[1], shape[2]
     hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-    area = tf.random.uniform([n], cfg.erase_area[0], cfg.erase_area[1]) * hf * wf
-    log_r = tf.random.uniform([n], math.log(cfg.erase_aspect[0]), math.log(cfg.erase_aspect[1]))
+    area = draws.uniform([n], cfg.erase_area[0], cfg.erase_area[1]) * hf * wf
+    log_r = draws.uniform([n], math.log(cfg.erase_aspect[0]), math.log(cfg.erase_aspect[1]))
     ratio = tf.exp(log_r)
     eh = tf.minimum(tf.sqrt(area * ratio), hf)
     ew = tf.minimum(tf.sqrt(area / ratio), wf)
-    y0 = tf.random.uniform([n]) * (hf - eh)
-    x0 = tf.random.uniform([n]) * (wf - ew)
+    y0 = draws.uniform([n]) * (hf - eh)
+    x0 = draws.uniform([n]) * (wf - ew)
     ys = tf.range(hf)[None, :, None]
     xs = tf.range(wf)[None, None, :]
     inside = (
@@ -69,16 +87,22 @@ def _random_erase(images: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
         & (xs >= x0[:, None, None])
         & (xs < (x0 + ew)[:, None, None])
     )
-    apply = tf.random.uniform([n]) < cfg.erase_prob
+    apply = draws.uniform([n]) < cfg.erase_prob
     mask = inside & apply[:, None, None]
-    noise = tf.random.uniform(tf.shape(images), 0.0, 255.0)
+    noise = draws.uniform(tf.shape(images), 0.0, 255.0)
     return tf.where(mask[..., None], noise, images)
 
 
-def augment_batch(images: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
-    """images: float32 (N, H, W, 1) in 0-255. Returns the same shape and range."""
+def augment_batch(images: tf.Tensor, cfg: AugmentConfig, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """images: float32 (N, H, W, 1) in 0-255. Returns the same shape and range.
+
+    ``seed`` (int64, shape [2]) fixes every draw; without one, a seed is drawn from the global generator.
+    """
+    if seed is None:
+        seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
+    draws = _Draws(seed)
     size = tf.cast(tf.shape(images)[1], tf.float32)
-    transforms = _affine_params(images, size, cfg)
+    transforms = _affine_params(images, size, cfg, draws)
     images = tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
         transforms=transforms,
@@ -90,10 +114,10 @@ def augment_batch(images: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
     n = tf.shape(images)[0]
     if cfg.contrast != (1.0, 1.0) or cfg.brightness:
         mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-        contrast = tf.random.uniform([n, 1, 1, 1], cfg.contrast[0], cfg.contrast[1])
-        shift = tf.random.uniform([n, 1, 1, 1], -1.0, 1.0) * cfg.brightness * 255.0
+        contrast = draws.uniform([n, 1, 1, 1], cfg.contrast[0], cfg.contrast[1])
+        shift = draws.uniform([n, 1, 1, 1], -1.0, 1.0) * cfg.brightness * 255.0
         images = (images - mean) * contrast + mean + shift
     images = tf.clip_by_value(images, 0.0, 255.0)
     if cfg.erase_prob > 0:
-        images = _random_erase(images, cfg)
+        images = _random_erase(images, cfg, draws)
     return images

@@ -129,16 +129,21 @@ def make_tf_dataset(images, targets, weights, batch_size: int, *, training: bool
     if training:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=training)
+    if not training:
+        return ds.map(lambda x, y, w: (tf.cast(x, tf.float32)[..., None], y, w)).prefetch(tf.data.AUTOTUNE)
 
-    def prepare(x, y, w):
-        x = tf.cast(x, tf.float32)[..., None]
-        if training:
-            x = augment_batch(x, augment)
-            if teachers:
-                y = teacher_targets(teachers, x, y, kd_alpha, kd_temperature)
+    # One augmentation seed per batch, a new sequence every epoch (see train.augment).
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def prepare(batch, aug_seed):
+        x, y, w = batch
+        x = augment_batch(tf.cast(x, tf.float32)[..., None], augment, aug_seed)
+        if teachers:
+            y = teacher_targets(teachers, x, y, kd_alpha, kd_temperature)
         return x, y, w
 
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return (tf.data.Dataset.zip((ds, seeds)).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def _register_schedule():
