@@ -277,27 +277,34 @@ def test_init_from_starts_at_the_trained_weights(tiny_model_dir: Path, tmp_path:
 
 
 def test_init_from_another_class_count_keeps_the_backbone(tiny_model_dir: Path):
-    """A 7-class model starts an 8-class (FER+) one: every layer but the classifier is copied."""
+    """A 7-class model starts an 8-class (FER+) one: the backbone is copied, and the classifier keeps the
+    7 FER2013 classes that FER+ shares (its card says so) while contempt starts fresh."""
     import keras
 
+    from edge.contract import FER2013_LABELS, FERPLUS_LABELS
     from train.fit import load_initial_weights
     from train.models import build_model
 
     source_path = tiny_model_dir / "models" / "tiny.keras"
     source = keras.models.load_model(source_path, compile=False)
-    target = build_model("edgefer", 8, **TINY_ARCH)
-    fresh_head = [w.copy() for w in target.get_layer("logits").get_weights()]
-    load_initial_weights(target, str(source_path))
-
-    def features(model):
-        return keras.Model(model.inputs, model.get_layer("gap").output)
-
     images = np.random.default_rng(1).integers(0, 256, (8, 48, 48, 1)).astype(np.float32)
-    np.testing.assert_allclose(features(target).predict(images, verbose=0),
-                               features(source).predict(images, verbose=0), atol=1e-5)
-    for kept, fresh in zip(target.get_layer("logits").get_weights(), fresh_head, strict=True):
-        np.testing.assert_array_equal(kept, fresh)
-    assert target.output_shape[-1] == 8
+
+    def layer_output(model, name: str) -> np.ndarray:
+        return keras.Model(model.inputs, model.get_layer(name).output).predict(images, verbose=0)
+
+    assert FERPLUS_LABELS[:7] == FER2013_LABELS
+    source_head = source.get_layer("logits").get_weights()
+    for labels, shared in ((FERPLUS_LABELS, 7), (None, 0), (tuple(reversed(FERPLUS_LABELS)), 0)):
+        target = build_model("edgefer", 8, **TINY_ARCH)
+        fresh_head = [w.copy() for w in target.get_layer("logits").get_weights()]
+        load_initial_weights(target, str(source_path), labels)
+        np.testing.assert_allclose(layer_output(target, "gap"), layer_output(source, "gap"), atol=1e-5)
+        for kept, fresh, old in zip(target.get_layer("logits").get_weights(), fresh_head, source_head, strict=True):
+            np.testing.assert_array_equal(kept[..., shared:], fresh[..., shared:])
+            np.testing.assert_array_equal(kept[..., :shared], old[..., :shared])
+        if shared:  # the shared classes' logits are the source's own
+            np.testing.assert_allclose(layer_output(target, "logits")[:, :shared], layer_output(source, "logits"),
+                                       atol=1e-4)
 
 
 def test_snapshots_average_with_recomputed_batchnorm(tmp_path: Path):

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--init-from", default="", metavar="MODEL.keras",
                      help="start from this trained model's weights (same architecture): a warm restart with a new "
                           "schedule, e.g. --lr 0.01 --warmup-epochs 1; from a model with another class count "
-                          "(FER2013 to FER+) all but the classifier layer is copied")
+                          "(FER2013 to FER+) the backbone and the shared classes' classifier columns are copied")
     fit.add_argument("--snapshots", type=int, default=0,
                      help="keep the weights of the last N epochs (runs/<name>/snapshots/) for fer-train average")
     fit.add_argument("--arch-kwargs", type=json.loads, default={}, help='JSON, e.g. \'{"widths": [48, 96, 160]}\'')

@@ -216,41 +216,65 @@ def load_teacher(path: str, num_classes: int):
 HEAD_LAYERS = ("logits", "class_conv")  # the layers whose width is the class count (see train.models)
 
 
-def load_initial_weights(model, path: str) -> str:
+def _source_labels(path: str) -> tuple[str, ...] | None:
+    """The label list on the card beside a trained model, if it has a readable one."""
+    from edge.contract import ModelCard, ModelCardError, card_path_for
+
+    try:
+        return tuple(ModelCard.load(card_path_for(path)).labels)
+    except (OSError, ModelCardError, ValueError):
+        return None
+
+
+def load_initial_weights(model, path: str, labels: tuple[str, ...] | None = None) -> str:
     """Start ``model`` from the weights of a trained model of the same architecture (a warm restart).
 
     When only the class count differs (FER2013's 7 to FER+'s 8), everything but the classifier layer
-    is copied and that layer keeps its fresh initialisation: a backbone warm start.
+    is copied: a backbone warm start. If the card beside the source lists labels that begin ``labels``
+    (FER+ appends contempt to FER2013's order), those classes' classifier columns are copied too and
+    only the new classes start fresh.
     Returns the file's sha256: the path may later hold another model, the hash pins this run's start.
     """
     source = _load_trained(path, "--init-from")
     misfit = ValueError(f"{path}: its {len(source.weights)} weight tensors do not fit this architecture's "
                         f"{len(model.weights)} (train the same --arch and --arch-kwargs)")
     theirs_by_name = {layer.name: layer for layer in source.layers}
-    copies, new_head = [], []
+    copies, heads = [], []
     for layer in model.layers:
         if not layer.weights:
             continue
         theirs = theirs_by_name.get(layer.name)
         if theirs is None or len(theirs.weights) != len(layer.weights):
             raise misfit
-        fits = [tuple(a.shape) == tuple(b.shape) for a, b in zip(layer.weights, theirs.weights, strict=True)]
-        if all(fits):
+        pairs = list(zip(layer.weights, theirs.weights, strict=True))
+        if all(tuple(a.shape) == tuple(b.shape) for a, b in pairs):
             copies.append((layer, theirs))
-        elif layer.name in HEAD_LAYERS and all(tuple(a.shape)[:-1] == tuple(b.shape)[:-1]
-                                               for a, b in zip(layer.weights, theirs.weights, strict=True)):
-            new_head.append(layer.name)
+        elif layer.name in HEAD_LAYERS and all(tuple(a.shape)[:-1] == tuple(b.shape)[:-1] for a, b in pairs):
+            heads.append((layer, theirs))
         else:
             raise misfit
-    if len(copies) + len(new_head) != len([layer for layer in source.layers if layer.weights]):
+    if len(copies) + len(heads) != len([layer for layer in source.layers if layer.weights]):
         raise misfit
     for layer, theirs in copies:
         layer.set_weights(theirs.get_weights())
-    if new_head:
-        log.info("starting from the weights of %s except its classifier %s (%d -> %d classes), which starts fresh",
-                 path, ", ".join(new_head), source.output_shape[-1], model.output_shape[-1])
-    else:
+    if not heads:
         log.info("starting from the weights of %s", path)
+        return sha256_file(path)
+    old_count, new_count = source.output_shape[-1], model.output_shape[-1]
+    source_labels = _source_labels(path)
+    shared = (old_count if labels is not None and source_labels is not None and len(source_labels) == old_count
+              and tuple(labels[:old_count]) == source_labels else 0)
+    for layer, theirs in heads:
+        if shared:
+            layer.set_weights([np.concatenate([old[..., :shared], mine[..., shared:]], axis=-1)
+                               for mine, old in zip(layer.get_weights(), theirs.get_weights(), strict=True)])
+    names = ", ".join(layer.name for layer, _ in heads)
+    if shared:
+        log.info("starting from the weights of %s (%d -> %d classes): classifier %s keeps its %d shared classes, "
+                 "%s start fresh", path, old_count, new_count, names, shared, ", ".join(labels[shared:]))
+    else:
+        log.info("starting from the weights of %s except its classifier %s (%d -> %d classes), which starts fresh",
+                 path, names, old_count, new_count)
     return sha256_file(path)
 
 
@@ -399,7 +423,8 @@ def train(
             log.info("resuming %s at epoch %d of %d", run_dir, initial_epoch, cfg.epochs)
         else:
             model = build_model(cfg.arch, num_classes, dataset.splits["Training"].images.shape[1], **cfg.arch_kwargs)
-            init_from_sha256 = load_initial_weights(model, cfg.init_from) if cfg.init_from else None
+            init_from_sha256 = (load_initial_weights(model, cfg.init_from, tuple(dataset.labels))
+                                if cfg.init_from else None)
             model.compile(
                 optimizer=_optimizer(cfg, steps_per_epoch),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
