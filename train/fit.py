@@ -271,7 +271,7 @@ def load_initial_weights(model, path: str, labels: tuple[str, ...] | None = None
     names = ", ".join(layer.name for layer, _ in heads)
     if shared:
         log.info("starting from the weights of %s (%d -> %d classes): classifier %s keeps its %d shared classes, "
-                 "%s start fresh", path, old_count, new_count, names, shared, ", ".join(labels[shared:]))
+                 "new classes (%s) start fresh", path, old_count, new_count, names, shared, ", ".join(labels[shared:]))
     else:
         log.info("starting from the weights of %s except its classifier %s (%d -> %d classes), which starts fresh",
                  path, names, old_count, new_count)
@@ -480,7 +480,7 @@ def card_for_run(run_dir: Path, model, dataset: Dataset) -> ModelCard:
     size = int(model.input_shape[1])
     training = {"config": cfg, "epochs_run": state.get("epoch"), "best_epoch": state.get("best_epoch"),
                 "selected": state.get("best_source", f"checkpoint of epoch {state.get('best_epoch')}"),
-                "epoch_seconds_median": float(np.median(state["epoch_seconds"])) if state.get("epoch_seconds")
+                "epoch_seconds_median": round(float(np.median(state["epoch_seconds"])), 1) if state.get("epoch_seconds")
                 else None,
                 "device": state.get("device"), "macs": count_macs(model)}
     if cfg.get("init_from"):
