@@ -226,6 +226,28 @@ def _source_labels(path: str) -> tuple[str, ...] | None:
         return None
 
 
+def _pair_layers(model, source, path: str) -> tuple[list, list]:
+    """(layer, source layer) pairs: those that fit exactly, and classifier layers that differ only in width."""
+    misfit = ValueError(f"{path}: its {len(source.weights)} weight tensors do not fit this architecture's "
+                        f"{len(model.weights)} (train the same --arch and --arch-kwargs)")
+    theirs_by_name = {layer.name: layer for layer in source.layers}
+    exact, heads = [], []
+    for layer in (layer for layer in model.layers if layer.weights):
+        theirs = theirs_by_name.get(layer.name)
+        if theirs is None or len(theirs.weights) != len(layer.weights):
+            raise misfit
+        shapes = [(tuple(a.shape), tuple(b.shape)) for a, b in zip(layer.weights, theirs.weights, strict=True)]
+        if all(mine == old for mine, old in shapes):
+            exact.append((layer, theirs))
+        elif layer.name in HEAD_LAYERS and all(mine[:-1] == old[:-1] for mine, old in shapes):
+            heads.append((layer, theirs))
+        else:
+            raise misfit
+    if len(exact) + len(heads) != sum(1 for layer in source.layers if layer.weights):
+        raise misfit
+    return exact, heads
+
+
 def load_initial_weights(model, path: str, labels: tuple[str, ...] | None = None) -> str:
     """Start ``model`` from the weights of a trained model of the same architecture (a warm restart).
 
@@ -236,40 +258,20 @@ def load_initial_weights(model, path: str, labels: tuple[str, ...] | None = None
     Returns the file's sha256: the path may later hold another model, the hash pins this run's start.
     """
     source = _load_trained(path, "--init-from")
-    misfit = ValueError(f"{path}: its {len(source.weights)} weight tensors do not fit this architecture's "
-                        f"{len(model.weights)} (train the same --arch and --arch-kwargs)")
-    theirs_by_name = {layer.name: layer for layer in source.layers}
-    copies, heads = [], []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        theirs = theirs_by_name.get(layer.name)
-        if theirs is None or len(theirs.weights) != len(layer.weights):
-            raise misfit
-        pairs = list(zip(layer.weights, theirs.weights, strict=True))
-        if all(tuple(a.shape) == tuple(b.shape) for a, b in pairs):
-            copies.append((layer, theirs))
-        elif layer.name in HEAD_LAYERS and all(tuple(a.shape)[:-1] == tuple(b.shape)[:-1] for a, b in pairs):
-            heads.append((layer, theirs))
-        else:
-            raise misfit
-    if len(copies) + len(heads) != len([layer for layer in source.layers if layer.weights]):
-        raise misfit
-    for layer, theirs in copies:
+    exact, heads = _pair_layers(model, source, path)
+    for layer, theirs in exact:
         layer.set_weights(theirs.get_weights())
     if not heads:
         log.info("starting from the weights of %s", path)
         return sha256_file(path)
     old_count, new_count = source.output_shape[-1], model.output_shape[-1]
-    source_labels = _source_labels(path)
-    shared = (old_count if labels is not None and source_labels is not None and len(source_labels) == old_count
-              and tuple(labels[:old_count]) == source_labels else 0)
-    for layer, theirs in heads:
-        if shared:
-            layer.set_weights([np.concatenate([old[..., :shared], mine[..., shared:]], axis=-1)
-                               for mine, old in zip(layer.get_weights(), theirs.get_weights(), strict=True)])
+    fits = labels is not None and len(labels) >= old_count and _source_labels(path) == tuple(labels[:old_count])
+    shared = old_count if fits else 0
     names = ", ".join(layer.name for layer, _ in heads)
     if shared:
+        for layer, theirs in heads:
+            layer.set_weights([np.concatenate([old[..., :shared], mine[..., shared:]], axis=-1)
+                               for mine, old in zip(layer.get_weights(), theirs.get_weights(), strict=True)])
         log.info("starting from the weights of %s (%d -> %d classes): classifier %s keeps its %d shared classes, "
                  "new classes (%s) start fresh", path, old_count, new_count, names, shared, ", ".join(labels[shared:]))
     else:
