@@ -52,10 +52,6 @@ def main() -> int:
     agreement = card.metrics.get("parity", {}).get("int8", {}).get("agreement_with_keras")
     if agreement is not None:
         result["int8_agreement_with_keras"] = round(agreement, 4)  # measured by fer-convert with Keras
-    if dataset.name != "fer2013":
-        result["targets_met"] = f"not applied: the targets are for FER2013, this model is trained on {dataset.name}"
-        print_result(result, args.json, 28)
-        return 0
     targets = {
         "float accuracy >= 0.70 (to resolve)": keras_private.get("accuracy", 0) >= 0.70,
         "float accuracy >= 0.72 (goal)": keras_private.get("accuracy", 0) >= 0.72,
@@ -64,7 +60,8 @@ def main() -> int:
         "int8 drop <= 0.3 pp": result.get("int8_drop_pp", 99) <= 0.3,
         "int8 top-1 agreement >= 0.99": (agreement or 0) >= 0.99,
     }
-    result["targets_met"] = targets
+    result["targets_met"] = (targets if dataset.name == "fer2013" else
+                             f"not applied: the targets are for FER2013, this model is trained on {dataset.name}")
     print_result(result, args.json, 28)
     return 0
 

@@ -36,15 +36,15 @@ class AugmentConfig:
 
 
 class _Draws:
-    """Independent stateless uniform draws from one seed: the i-th call uses the i-th split of it."""
+    """Independent stateless uniform draws from one seed: the i-th call folds i into it."""
 
-    def __init__(self, seed: tf.Tensor, count: int = 16):
-        self._seeds = tf.random.experimental.stateless_split(seed, num=count)
-        self._next = 0
+    def __init__(self, seed: tf.Tensor):
+        self._seed = seed
+        self._count = 0
 
     def uniform(self, shape, low: float = 0.0, high: float = 1.0) -> tf.Tensor:
-        seed = self._seeds[self._next]
-        self._next += 1
+        seed = tf.random.experimental.stateless_fold_in(self._seed, self._count)
+        self._count += 1
         return tf.random.stateless_uniform(shape, seed, low, high)
 
 

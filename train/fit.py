@@ -265,15 +265,14 @@ def load_initial_weights(model, path: str, labels: tuple[str, ...] | None = None
         log.info("starting from the weights of %s", path)
         return sha256_file(path)
     old_count, new_count = source.output_shape[-1], model.output_shape[-1]
-    fits = labels is not None and len(labels) >= old_count and _source_labels(path) == tuple(labels[:old_count])
-    shared = old_count if fits else 0
     names = ", ".join(layer.name for layer, _ in heads)
-    if shared:
+    if labels is not None and len(labels) >= old_count and _source_labels(path) == tuple(labels[:old_count]):
         for layer, theirs in heads:
-            layer.set_weights([np.concatenate([old[..., :shared], mine[..., shared:]], axis=-1)
+            layer.set_weights([np.concatenate([old[..., :old_count], mine[..., old_count:]], axis=-1)
                                for mine, old in zip(layer.get_weights(), theirs.get_weights(), strict=True)])
         log.info("starting from the weights of %s (%d -> %d classes): classifier %s keeps its %d shared classes, "
-                 "new classes (%s) start fresh", path, old_count, new_count, names, shared, ", ".join(labels[shared:]))
+                 "new classes (%s) start fresh", path, old_count, new_count, names, old_count,
+                 ", ".join(labels[old_count:]))
     else:
         log.info("starting from the weights of %s except its classifier %s (%d -> %d classes), which starts fresh",
                  path, names, old_count, new_count)
