@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_availability_last_will_and_retained_state(tmp_path: Path, broker: Broke
         " 'severity': 'warning', 't': 1.0, 'time': 'now', 'values': {}})\n"
         "p.flush(10); print('ready', flush=True); time.sleep(60)\n"
     )
-    proc = subprocess.Popen(["python", str(script)], stdout=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parent.parent)
     try:
         assert proc.stdout.readline().strip() == "ready"
