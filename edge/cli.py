@@ -13,6 +13,8 @@ import numpy as np
 from edge.classifier import ModelLoadError
 from edge.config import DEFAULT_MODEL, ConfigError
 from edge.contract import ModelCardError
+from edge.errors import EXIT_BAD_INPUT, StartupError
+from edge.secrets import SecretError
 
 log = logging.getLogger("fer-edge")
 SAMPLE_CONFIG = Path(__file__).resolve().parent / "samples" / "sample.yaml"
@@ -25,7 +27,12 @@ EPILOG = """examples:
   fer-edge bench --frames 300
   fer-edge selftest
   fer-edge replay drive.mp4 --profile driver --out replay/
-exit status: 0 ok, 1 runtime failure, 2 bad input (config, model, image)."""
+exit status (every failure is one line naming the key, file or port):
+  0  ok: the source ended, --max-frames reached, or SIGTERM
+  1  runtime failure (an unexpected error); for `status`: stale or stopped
+  2  bad input: the config, a file it names (video, image folder, model, card, password, token,
+     certificate), a model that fails its card's SHA-256, a source with no readable frames
+  3  a resource the config names is unavailable at start: web.port already in use"""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -109,12 +116,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import Daemon
 
     cfg = load_config(args.config)
+    _preflight(args.config, cfg, source=False)
     if args.max_frames is not None:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_frames": args.max_frames})})
     setup_logging(cfg.logging.level, cfg.logging.format)
     daemon = Daemon(cfg, config_path=args.config)
     daemon.install_signal_handlers()
-    return daemon.run()
+    try:
+        return daemon.run()
+    except StartupError as exc:
+        exc.args = (f"{args.config}: {exc}",)
+        raise
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -147,10 +159,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return status
 
 
+def _preflight(path: Path, cfg, source: bool = True) -> None:
+    from edge import preflight
+
+    problems = preflight.check(cfg, source)
+    if problems:
+        raise StartupError("\n".join(f"{path}: {p}" for p in problems))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
     cfg = load_config(args.config)
+    _preflight(args.config, cfg)
     print(f"{args.config}: OK")
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     return 0
@@ -239,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
                 "status": cmd_status}
     try:
         return commands[args.command](args)
-    except (ConfigError, ModelLoadError, ModelCardError) as exc:
+    except (ConfigError, ModelLoadError, ModelCardError, SecretError) as exc:
         print(f"fer-edge: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except StartupError as exc:
+        print(f"fer-edge: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

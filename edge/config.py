@@ -120,6 +120,11 @@ class AlertsConfig(_Strict):
     def effective_rules(self) -> dict[str, RuleConfig]:
         rules = dict(PROFILES[self.profile])
         for name, override in self.rules.items():
+            if name not in rules and not (isinstance(override, dict) and "signal" in override):
+                # A typo must not pass as a new rule: a new one has to name its signal.
+                valid = ", ".join(sorted(rules)) or "none"
+                raise ValueError(f"rules.{name}: unknown rule {name!r} (profile {self.profile} has: {valid}; a new "
+                                 "rule needs signal, raise_at and clear_at)")
             base = rules[name].model_dump() if name in rules else {}
             try:
                 rules[name] = RuleConfig.model_validate({**base, **override})

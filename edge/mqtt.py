@@ -21,11 +21,13 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from edge.config import MqttConfig
+from edge.errors import StartupError
 from edge.outbox import Outbox
 from edge.secrets import SecretError, read_secret
 
@@ -37,7 +39,8 @@ MqttConfigError = SecretError
 
 def read_password(cfg: MqttConfig) -> str | None:
     """The broker password from a file or a systemd credential, never from the config itself."""
-    return read_secret("MQTT password", cfg.password_file, cfg.password_credential)
+    key = "mqtt.password_credential" if cfg.password_credential else "mqtt.password_file"
+    return read_secret("MQTT password", cfg.password_file, cfg.password_credential, key=key)
 
 
 class MqttPublisher:
@@ -63,14 +66,25 @@ class MqttPublisher:
         if cfg.username:
             self.client.username_pw_set(cfg.username, password)
         if cfg.tls:
-            self.client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                                keyfile=str(cfg.key_file) if cfg.key_file else None,
-                                cert_reqs=ssl.CERT_REQUIRED)
+            self._set_tls(cfg)
         self.client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+
+    def _set_tls(self, cfg: MqttConfig) -> None:
+        files = {"mqtt.ca_file": cfg.ca_file, "mqtt.cert_file": cfg.cert_file, "mqtt.key_file": cfg.key_file}
+        for key, path in files.items():
+            if path is not None and not Path(path).is_file():
+                raise StartupError(f"{key}: {path}: file not found")
+        try:
+            self.client.tls_set(ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                                keyfile=str(cfg.key_file) if cfg.key_file else None,
+                                cert_reqs=ssl.CERT_REQUIRED)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            named = ", ".join(f"{k} {p}" for k, p in files.items() if p is not None) or "the system CA store"
+            raise StartupError(f"mqtt.tls: cannot load {named} ({exc})") from None
 
     # -- connection -------------------------------------------------------------------------------
     def start(self) -> None:

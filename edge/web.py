@@ -11,6 +11,7 @@ or ``?token=`` once on the page URL (then an HttpOnly cookie carries it).
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import logging
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 from edge.config import WebConfig
+from edge.errors import ResourceUnavailable, StartupError
 from edge.secrets import SecretError, read_secret
 
 if TYPE_CHECKING:
@@ -34,9 +36,10 @@ COOKIE = "fer_edge_token"
 
 
 def read_token(cfg: WebConfig) -> str | None:
-    token = read_secret("web token", cfg.token_file, cfg.token_credential)
+    key = "web.token_credential" if cfg.token_credential else "web.token_file"
+    token = read_secret("web token", cfg.token_file, cfg.token_credential, key=key)
     if token is not None and len(token.strip()) < 16:
-        raise SecretError("the web token must be at least 16 characters")
+        raise SecretError(f"{key}: the web token must be at least 16 characters")
     return None if token is None else token.strip()
 
 
@@ -67,6 +70,18 @@ def prometheus(stats: dict[str, Any], active: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bind(cfg: WebConfig, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """The server on ``web.host:web.port``; a port in use or an address this host lacks is named, not a traceback."""
+    try:
+        return ThreadingHTTPServer((cfg.host, cfg.port), handler)
+    except OSError as exc:
+        where = f"{cfg.host}:{cfg.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise ResourceUnavailable(f"web.port: {where} is already in use (another fer-edge, or another "
+                                      "service; pick another web.port)") from None
+        raise StartupError(f"web.host: cannot listen on {where} ({exc.strerror or exc})") from None
+
+
 class StatusServer:
     def __init__(self, daemon: Daemon, cfg: WebConfig):
         self.daemon = daemon
@@ -74,7 +89,7 @@ class StatusServer:
         self.token = read_token(cfg)
         self._preview: tuple[float, bytes] | None = None
         self._preview_lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer((cfg.host, cfg.port), self._handler())
+        self.httpd = _bind(cfg, self._handler())
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="status-page", daemon=True)

@@ -1,0 +1,136 @@
+"""Fault injection against the real daemon process: every fault ends in one clear line and a documented
+exit code, or is survived. (The MQTT outage and restart cases, with a real broker, are further down.)"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+from edge.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "edge" / "samples" / "astronaut.mp4"
+RUNTIME_NOISE = ("INFO: Created TensorFlow Lite",)  # printed by LiteRT's C++ code, not by fer-edge
+
+
+def run_daemon(config: Path, timeout: float = 60) -> tuple[int, list[str]]:
+    """``fer-edge run`` as a process: exit code and its stderr lines (LiteRT's own banner removed)."""
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith(RUNTIME_NOISE)]
+    return proc.returncode, lines
+
+
+def validate(config: Path, capsys) -> tuple[int, list[str]]:
+    code = main(["validate-config", str(config)])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def base_config(tmp_path: Path, source: str = str(SAMPLE), extra: str = "") -> str:
+    return (f"source:\n  uri: {source}\noutput:\n  events: {tmp_path / 'events.jsonl'}\n"
+            f"run:\n  state_dir: {tmp_path / 'state'}\n  max_frames: 5\n{extra}")
+
+
+def test_missing_video_file_is_caught_by_validate_config_and_stops_run(tmp_path: Path, capsys):
+    config = write(tmp_path / "c.yaml", base_config(tmp_path, str(tmp_path / "gone.mp4")))
+    line = f"fer-edge: {config}: source.uri: {tmp_path / 'gone.mp4'}: video file not found"
+    assert validate(config, capsys) == (EXIT_BAD_INPUT, [line])
+    assert run_daemon(config) == (EXIT_BAD_INPUT, [line])
+    start, stop = events(tmp_path / "events.jsonl")
+    assert start["event"] == "start" and stop["event"] == "stop"
+    assert stop["exit_code"] == EXIT_BAD_INPUT and "video file not found" in stop["error"]
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_folder_without_readable_images_is_an_error_exit(tmp_path: Path, loop: bool):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (folder / name).write_bytes(b"not an image")
+    text = base_config(tmp_path, str(folder)).replace(f"  uri: {folder}\n", f"  uri: {folder}\n  loop: {loop}\n")
+    config = write(tmp_path / "c.yaml", text)
+    code, lines = run_daemon(config, timeout=30)  # looping over unreadable files must not spin forever
+    assert code == EXIT_BAD_INPUT and lines[-1] == f"fer-edge: {config}: source.uri: {folder}: no readable images " \
+        "(2 unreadable)", lines
+    assert all("skipping unreadable image" in line for line in lines[:-1])  # the per-file warnings, no traceback
+    stop = events(tmp_path / "events.jsonl")[-1]
+    assert stop["event"] == "stop" and stop["frames"] == 0 and stop["exit_code"] == EXIT_BAD_INPUT
+
+
+@pytest.mark.parametrize(("section", "key"), [("mqtt", "password_file"), ("web", "token_file")])
+def test_missing_secret_file_is_named(tmp_path: Path, capsys, section: str, key: str):
+    extra = {"mqtt": "mqtt:\n  enabled: true\n  username: cam\n  password_file: {}\n",
+             "web": "web:\n  enabled: true\n  port: 0\n  token_file: {}\n"}[section]
+    missing = tmp_path / "secret.txt"
+    config = write(tmp_path / "c.yaml", base_config(tmp_path, extra=extra.format(missing)))
+    line = f"fer-edge: {config}: {section}.{key}: {missing}: cannot read the"
+    code, lines = validate(config, capsys)
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and lines[0].startswith(line), lines
+    code, lines = run_daemon(config)
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and lines[0].startswith(line), lines
+
+
+def test_tls_with_a_missing_ca_file_names_it(tmp_path: Path, capsys):
+    ca = tmp_path / "ca.pem"
+    config = write(tmp_path / "c.yaml", base_config(tmp_path, extra=f"mqtt:\n  enabled: true\n  tls: true\n"
+                                                                    f"  ca_file: {ca}\n"))
+    line = f"fer-edge: {config}: mqtt.ca_file: {ca}: CA file not found"
+    assert validate(config, capsys) == (EXIT_BAD_INPUT, [line])
+    assert run_daemon(config) == (EXIT_BAD_INPUT, [line])
+    # The publisher checks too (a reload or an embedding program that skips validation).
+    from edge.config import MqttConfig
+    from edge.errors import StartupError
+    from edge.mqtt import MqttPublisher
+    from edge.outbox import Outbox
+
+    with pytest.raises(StartupError, match=f"mqtt.ca_file: {ca}: file not found"):
+        MqttPublisher(MqttConfig(enabled=True, tls=True, ca_file=ca), Outbox(tmp_path / "o.sqlite"))
+
+
+def test_web_port_in_use_is_named_with_its_own_exit_code(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write(tmp_path / "c.yaml", base_config(tmp_path, extra=f"web:\n  enabled: true\n  port: {port}\n"))
+        code, lines = run_daemon(config)
+    assert code == EXIT_UNAVAILABLE, lines
+    assert lines == [f"fer-edge: {config}: web.port: 127.0.0.1:{port} is already in use (another fer-edge, or "
+                     "another service; pick another web.port)"]
+    stop = events(tmp_path / "events.jsonl")[-1]
+    assert stop["event"] == "stop" and stop["exit_code"] == EXIT_UNAVAILABLE
+
+
+def test_misspelled_rule_name_is_unknown_rule_with_the_valid_names(tmp_path: Path, capsys):
+    config = write(tmp_path / "c.yaml", base_config(tmp_path, extra="alerts:\n  profile: driver\n  rules:\n"
+                                                                    "    microslep: {raise_at: 2.0}\n"))
+    code, lines = validate(config, capsys)
+    assert code == EXIT_BAD_INPUT
+    assert "  alerts: rules.microslep: unknown rule 'microslep' (profile driver has: distress, face_absent, " \
+           "microsleep, perclos; a new rule needs signal, raise_at and clear_at)" in lines
+    assert not any("Field required" in line for line in lines)
+
+
+def test_exit_codes_are_documented_in_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for code in ("0  ok", "1  runtime failure", "2  bad input", "3  a resource"):
+        assert code in text
+    readme = (ROOT / "README.md").read_text()
+    assert "| 3 | a resource the config names is unavailable at start" in readme
