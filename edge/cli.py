@@ -76,11 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=SAMPLE_CONFIG,
                      help="YAML config (default: the bundled sample, the astronaut clip)")
     run.add_argument("--max-frames", type=int, default=None, help="stop after N frames (overrides run.max_frames)")
+    run.add_argument("--allow-unverified-models", action="store_true",
+                     help="load models whose SHA-256 is not in their card (sets classifier.verify_hash and "
+                     "eyes.verify_hash to false; a warning is logged)")
 
     cls = sub.add_parser("classify", help="classify faces in still images; one JSON object per image")
     cls.add_argument("images", type=Path, nargs="+")
     cls.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                      help="model file with its card (default: the shipped int8 model)")
+    cls.add_argument("--allow-unverified-model", action="store_true",
+                     help="load a model whose SHA-256 is not in its card")
     cls.add_argument("--whole", action="store_true",
                      help="treat each image as one face crop (no detection), e.g. for 48x48 dataset-style images")
 
@@ -116,6 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import Daemon
 
     cfg = load_config(args.config)
+    if args.allow_unverified_models:
+        cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"verify_hash": False}),
+                                     "eyes": cfg.eyes.model_copy(update={"verify_hash": False})})
     _preflight(args.config, cfg, source=False)
     if args.max_frames is not None:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_frames": args.max_frames})})
@@ -136,7 +144,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from edge.config import DetectorConfig
     from edge.detect import HaarFaceDetector, crop_face
 
-    classifier, card = load_model_with_card(args.model)
+    classifier, card = load_model_with_card(args.model, verify=not args.allow_unverified_model)
     detector = HaarFaceDetector(DetectorConfig(analysis_width=4096, min_neighbors=5, min_size=24))
     size = classifier.input_size[0]
     status = 0

@@ -68,7 +68,8 @@ class ClassifierConfig(_Strict):
     model: Path = Field(DEFAULT_MODEL, description="model file; its .card.json must sit beside it")
     backend: Literal["auto", "tflite", "onnx"] = "auto"
     threads: int = Field(1, ge=1, le=16, description="interpreter threads")
-    verify_hash: bool = Field(True, description="check the model file against the SHA-256 in its card")
+    verify_hash: bool = Field(True, description="refuse a model whose SHA-256 is not among its card's artifacts "
+                              "(false: load it anyway, with a warning)")
 
 
 class TrackerConfig(_Strict):
@@ -96,6 +97,8 @@ class EyesConfig(_Strict):
     model: Path = Field(DEFAULT_EYE_MODEL, description="eye-state model; its .card.json must sit beside it")
     method: Literal["geometry", "cascade"] = Field("geometry", description="how eyes are located in the face box")
     closed_threshold: float = Field(0.5, gt=0, lt=1, description="closed probability at or above this = closed")
+    verify_hash: bool = Field(True, description="refuse an eye model whose SHA-256 is not among its card's "
+                              "artifacts (false: load it anyway, with a warning)")
 
 
 class SignalsConfig(_Strict):

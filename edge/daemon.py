@@ -21,7 +21,7 @@ import numpy as np
 from edge import PROCESS_START
 from edge.classifier import ModelLoadError, load_model_with_card
 from edge.config import AppConfig
-from edge.contract import ModelCardError, card_path_for, verify_artifact
+from edge.contract import ModelCardError, sha256_file
 from edge.errors import StartupError
 from edge.monitor import Monitor, MonitorUpdate
 from edge.pipeline import FrameResult, Pipeline
@@ -70,13 +70,9 @@ class RateMeter:
 
 
 def load_classifier_for(cfg: AppConfig):
-    model = Path(cfg.classifier.model)
-    classifier, card = load_model_with_card(model, cfg.classifier.threads, cfg.classifier.backend)
-    if cfg.classifier.verify_hash:
-        key = next((k for k, a in card.artifacts.items() if a.get("file") == model.name), None)
-        if key is not None:
-            verify_artifact(card, card_path_for(model).parent, key)
-    return classifier, card
+    """The expression model, checked against its card's SHA-256 before it is parsed (unless opted out)."""
+    return load_model_with_card(Path(cfg.classifier.model), cfg.classifier.threads, cfg.classifier.backend,
+                                verify=cfg.classifier.verify_hash)
 
 
 def expression_event(face, result: FrameResult, labels: list[str], fps: float,
@@ -143,6 +139,7 @@ class Daemon:
 
     def _build_analysis(self, cfg: AppConfig) -> None:
         self.classifier, self.card = load_classifier_for(cfg)
+        self.model_sha256 = sha256_file(cfg.classifier.model)
         self.pipeline = Pipeline(cfg, self.classifier, self.card)
         self.monitor = Monitor(cfg, list(self.card.labels))
 
@@ -316,7 +313,7 @@ class Daemon:
         """``<state_dir>/status.json`` for ``fer-edge status`` (health without a network endpoint)."""
         path = self.cfg.run.resolved_state_dir() / "status.json"
         data = {**self.stats(), "event": "status", "state": state, "pid": os.getpid(), "updated": time.time(),
-                "model_sha256": self.card.artifacts.get("int8", {}).get("sha256", "")[:12],
+                "model_sha256": self.model_sha256[:12],
                 "model_created": self.card.created,
                 "active": [{"id": a.id, "rule": a.rule, "severity": a.severity, "track": a.track}
                            for a in self.monitor.engine.active()]}

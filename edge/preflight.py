@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from edge.config import AppConfig
+from edge.contract import ModelCard, ModelCardError, card_path_for, verify_model_bytes
 from edge.secrets import SecretError, read_secret
 from edge.sources import IMAGE_SUFFIXES, source_kind
 from edge.web import read_token
@@ -39,6 +40,21 @@ def _source(cfg: AppConfig) -> list[str]:
     return []
 
 
+def _model(key: str, path: Path, verify: bool) -> list[str]:
+    """The model file and its card exist, and (with ``verify``) its bytes hash to one of the card's artifacts."""
+    problems = _file(key, path, "model file")
+    if problems:
+        return problems
+    card_file = card_path_for(path)
+    try:
+        card = ModelCard.load(card_file)
+        if verify:
+            verify_model_bytes(card, card_file, path, path.read_bytes())
+    except ModelCardError as exc:
+        return [f"{key}: {exc}"]
+    return []
+
+
 def _secret(key: str, what: str, file: Path | None, credential: str | None) -> list[str]:
     if credential and not os.environ.get("CREDENTIALS_DIRECTORY"):
         return []  # only the service has its credentials; checked when the daemon starts
@@ -55,6 +71,9 @@ def check(cfg: AppConfig, source: bool = True) -> list[str]:
     ``source=False`` leaves the source to the daemon, which reports it with its start and stop events.
     """
     problems = _source(cfg) if source else []
+    problems += _model("classifier.model", Path(cfg.classifier.model), cfg.classifier.verify_hash)
+    if cfg.eyes.enabled:
+        problems += _model("eyes.model", Path(cfg.eyes.model), cfg.eyes.verify_hash)
     if cfg.mqtt.enabled:
         m = cfg.mqtt
         key = "mqtt.password_credential" if m.password_credential else "mqtt.password_file"

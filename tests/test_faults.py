@@ -134,3 +134,59 @@ def test_exit_codes_are_documented_in_help(capsys):
         assert code in text
     readme = (ROOT / "README.md").read_text()
     assert "| 3 | a resource the config names is unavailable at start" in readme
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("fer_edge.card.json", "fer_edge_int8.tflite", "eye_state.card.json", "eye_state_int8.tflite"):
+        (folder / name).write_bytes((ROOT / "models" / name).read_bytes())
+    return folder
+
+
+def model_config(tmp_path: Path, model: Path, eye_model: Path | None = None) -> Path:
+    eyes = f"eyes:\n  model: {eye_model}\n" if eye_model else ""
+    return write(tmp_path / "c.yaml", base_config(tmp_path, extra=f"classifier:\n  model: {model}\n{eyes}"))
+
+
+def test_a_model_is_matched_to_its_card_by_hash_whatever_its_name(tmp_path: Path, model_copy: Path, capsys):
+    renamed = model_copy / "fer_edge_fp16.tflite"  # the int8 bytes under a name the card does not list
+    renamed.write_bytes((model_copy / "fer_edge_int8.tflite").read_bytes())
+    config = model_config(tmp_path, renamed)
+    assert validate(config, capsys)[0] == 0
+    assert main(["run", "--config", str(config)]) == 0
+
+
+@pytest.mark.parametrize("name", ["fer_edge_fp16.tflite", "fer_edge_int8.tflite"])
+def test_a_tampered_model_is_refused_before_it_is_parsed(tmp_path: Path, model_copy: Path, capsys, name: str):
+    tampered = model_copy / name
+    tampered.write_bytes(b"garbage, not a flatbuffer" * 10)  # parsing it first would say "not a loadable model"
+    config = model_config(tmp_path, tampered)
+    why = "differs from the card's 'int8' artifact" if name.endswith("int8.tflite") else \
+        "matches no artifact of fer_edge.card.json"
+    code, lines = validate(config, capsys)
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and why in lines[0], lines
+    assert lines[0].startswith(f"fer-edge: {config}: classifier.model: {tampered}: SHA-256 ")
+    assert "--allow-unverified-models" in lines[0]
+    code, lines = run_daemon(config)
+    assert code == EXIT_BAD_INPUT and len(lines) == 1 and why in lines[0], lines
+    assert not (tmp_path / "events.jsonl").exists()  # refused before anything started
+
+
+def test_a_tampered_eye_model_is_refused_and_the_opt_out_loads_it_with_a_warning(tmp_path: Path,
+                                                                                model_copy: Path, capsys):
+    eye = model_copy / "eye_state_int8.tflite"
+    eye.write_bytes(eye.read_bytes() + b"\0")  # still parses: only the hash can tell
+    config = model_config(tmp_path, model_copy / "fer_edge_int8.tflite", eye)
+    code, lines = validate(config, capsys)
+    assert code == EXIT_BAD_INPUT and lines[0].startswith(f"fer-edge: {config}: eyes.model: {eye}: SHA-256"), lines
+    code, lines = run_daemon(config)
+    assert code == EXIT_BAD_INPUT and "eyes.model" in lines[0], lines
+    config.write_text(config.read_text() + "  verify_hash: false\n")  # under eyes:
+    assert validate(config, capsys)[0] == 0
+    config = model_config(tmp_path, model_copy / "fer_edge_int8.tflite", eye)  # verify_hash back to the default
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(config),
+                           "--allow-unverified-models"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{eye}: integrity check off (verify_hash: false)" in proc.stderr
