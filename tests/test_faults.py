@@ -190,3 +190,26 @@ def test_a_tampered_eye_model_is_refused_and_the_opt_out_loads_it_with_a_warning
                            "--allow-unverified-models"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"{eye}: integrity check off (verify_hash: false)" in proc.stderr
+
+
+def test_sigterm_during_camera_reopen_backoff_stops_within_a_second(tmp_path: Path):
+    import signal
+    import time
+
+    from events import wait_for_event
+
+    config = write(tmp_path / "c.yaml", base_config(tmp_path, "/dev/video99").replace(
+        "  uri: /dev/video99\n", "  uri: /dev/video99\n  reconnect_initial_s: 20\n  reconnect_max_s: 30\n"))
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_event(tmp_path / "events.jsonl", lambda e: e.get("state") == "unavailable")
+        time.sleep(0.2)  # inside the 20 s backoff wait
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(25)
+        elapsed = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert code == 0 and elapsed < 1.0, (code, elapsed, proc.stderr.read())
+    assert events(tmp_path / "events.jsonl")[-1]["event"] == "stop"
