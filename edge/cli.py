@@ -237,9 +237,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         keys = ("state", "healthy", "fps", "faces", "last_frame_age_s", "status_age_s", "uptime_s", "outbox_depth",
-                "mqtt_connected", "active_alerts", "profile", "model", "model_sha256", "backend", "pid")
+                "outbox_oldest_age_s", "mqtt_connected", "active_alerts", "profile", "model", "model_sha256",
+                "backend", "pid")
         for key in keys:
-            print(f"{key:18s} {data.get(key)}")
+            print(f"{key:19s} {data.get(key)}")
     return 0 if healthy else 1
 
 

@@ -154,7 +154,8 @@ class MqttConfig(_Strict):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    keepalive: int = Field(30, ge=5, le=3600)
+    keepalive: int = Field(10, ge=2, le=3600, description="seconds; a frozen broker is noticed within 1-2x this, "
+                           "and the broker publishes the last will (offline) after 1.5x")
     reconnect_min_s: int = Field(1, ge=1)
     reconnect_max_s: int = Field(30, ge=1)
     stats_interval_s: float = Field(30.0, gt=0)

@@ -31,6 +31,10 @@ from edge.sources import SourceError, open_source
 log = logging.getLogger(__name__)
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def iso_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -152,6 +156,7 @@ class Daemon:
             self.outbox.max_rows = cfg.mqtt.outbox_max
             self.mqtt = MqttPublisher(cfg.mqtt, self.outbox, on_ack=self.acknowledge)
             self.mqtt.known_rules([n for n, r in self.monitor.engine.rules.items() if r.enabled])
+            self.mqtt.seed_active({a.rule: a.id for a in self.monitor.engine.active()})
         if cfg.gpio.enabled:
             from edge.gpio import GpioAlerts
 
@@ -270,6 +275,7 @@ class Daemon:
             "active_alerts": len(self.monitor.engine.active()),
             "outbox_depth": None if self.outbox is None else self.outbox.depth(),
             "outbox_dropped": None if self.outbox is None else self.outbox.dropped,
+            "outbox_oldest_age_s": None if self.outbox is None else _rounded(self.outbox.oldest_age()),
             "mqtt_connected": None if self.mqtt is None else self.mqtt.connected.is_set(),
         }
 
@@ -360,6 +366,7 @@ class Daemon:
     def _loop(self) -> None:
         cfg = self.cfg
         if self.mqtt is not None:
+            self.mqtt.reconcile([n for n, r in self.monitor.engine.rules.items() if r.enabled])
             self.mqtt.start()
         if cfg.web.enabled:
             from edge.web import StatusServer
@@ -427,6 +434,7 @@ class Daemon:
         if self._writer is not None:
             self._writer.release()
         if self.mqtt is not None:
+            self.mqtt.mark_offline()
             delivered = self.mqtt.flush(cfg.run.shutdown_flush_s) if self.mqtt.connected.is_set() else False
             self.mqtt.stop(flush_timeout=0.0)
             if not delivered:

@@ -60,6 +60,8 @@ def prometheus(stats: dict[str, Any], active: list[dict[str, Any]]) -> str:
     metric("frame_errors_total", "counter", "Frames that failed.", stats.get("frame_errors"))
     metric("source_failures_total", "counter", "Camera/source failures.", stats.get("source_failures"))
     metric("outbox_depth", "gauge", "Alert messages waiting for the broker.", stats.get("outbox_depth"))
+    metric("outbox_oldest_age_seconds", "gauge", "Age of the oldest alert message not yet delivered (absent when "
+           "none waits).", stats.get("outbox_oldest_age_s"))
     metric("mqtt_connected", "gauge", "1 when connected to the MQTT broker.",
            None if stats.get("mqtt_connected") is None else int(stats["mqtt_connected"]))
     lines += ["# HELP fer_edge_active_alerts Active alerts by severity.", "# TYPE fer_edge_active_alerts gauge"]

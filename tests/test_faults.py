@@ -213,3 +213,175 @@ def test_sigterm_during_camera_reopen_backoff_stops_within_a_second(tmp_path: Pa
         proc.kill()
     assert code == 0 and elapsed < 1.0, (code, elapsed, proc.stderr.read())
     assert events(tmp_path / "events.jsonl")[-1]["event"] == "stop"
+
+
+# -- MQTT: a real Mosquitto on loopback, the real daemon process ------------------------------------------
+
+LOOP_FPS = 3  # rules run on input time, so a 3 fps clip is 10 minutes of input in 1,800 frames
+
+
+@pytest.fixture(scope="module")
+def drowsy_loop(tmp_path_factory) -> Path:
+    """9 s per pass: eyes open 3 s, shut 2 s (microsleep), face gone 4 s (face_absent); looped."""
+    from clips import render_drowsy_clip
+
+    return render_drowsy_clip(tmp_path_factory.mktemp("loop") / "loop.mp4", fps=LOOP_FPS, open_s=3, closed_s=2,
+                              gone_s=4, size=(320, 240))
+
+
+def mqtt_config(tmp_path: Path, clip: Path, port: int, web_port: int | None = None, loop: bool = True,
+                max_frames: int = 0, name: str = "c.yaml", events_name: str = "events.jsonl") -> Path:
+    web = f"web:\n  enabled: true\n  port: {web_port}\n" if web_port else ""
+    return write(tmp_path / name, (
+        f"source:\n  uri: {clip}\n  loop: {str(loop).lower()}\nalerts:\n  profile: driver\n"
+        f"mqtt:\n  enabled: true\n  port: {port}\n  device: cam1\n  keepalive: 5\n  reconnect_min_s: 1\n"
+        f"  reconnect_max_s: 1\n{web}"
+        f"output:\n  events: {tmp_path / events_name}\n  every_n_frames: 30\n  stats_interval_s: 1\n"
+        f"run:\n  state_dir: {tmp_path / 'state'}\n  max_frames: {max_frames}\n  shutdown_flush_s: 10\n"))
+
+
+def start(config: Path, stderr: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=stderr.open("w"))
+
+
+def alert_keys(events_file: Path) -> list[str]:
+    return [f"{e['id']}:{e['action']}" for e in events(events_file) if e["event"] == "alert"]
+
+
+def delivered_keys(recorder) -> list[str]:
+    return [f"{p['id']}:{p['action']}" for p in recorder.payloads("/cam1/alerts")]
+
+
+def status(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "state" / "status.json").read_text())
+
+
+def retained_states(port: int, client_id: str) -> dict[str, dict]:
+    """What a dashboard that connects now sees: the retained state of every rule."""
+    import time
+
+    from broker import Recorder
+
+    late = Recorder(port, "fer-edge/cam1/#", client_id=client_id)
+    time.sleep(1.5)
+    late.close()
+    states: dict[str, dict] = {}
+    for topic, payload, retain in late.messages:
+        if retain and "/state/" in topic:
+            states[topic.rsplit("/", 1)[-1]] = json.loads(payload)
+        if retain and topic.endswith("/availability"):
+            states["(availability)"] = {"state": payload.decode()}
+    return states
+
+
+def test_broker_down_for_ten_minutes_of_input_then_back_loses_nothing(tmp_path: Path, drowsy_loop: Path):
+    import time
+    import urllib.request
+
+    from broker import Broker, Recorder, free_port
+    from events import wait_for_event
+
+    port, web_port = free_port(), free_port()
+    broker = Broker(tmp_path / "broker", port=port).start()
+    recorder = Recorder(port, "fer-edge/cam1/#")  # a persistent session: the broker queues for it while it is away
+    assert recorder.wait_for(lambda r: r.client.is_connected(), 10)
+    broker.stop()
+    stderr = tmp_path / "daemon.log"
+    daemon = start(mqtt_config(tmp_path, drowsy_loop, port, web_port), stderr)
+    try:
+        wait_for_event(tmp_path / "events.jsonl", lambda e: e.get("t", 0) >= 600, timeout=180)
+        during = status(tmp_path)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5).read().decode()
+        raised = [e["t"] for e in events(tmp_path / "events.jsonl") if e.get("action") == "raised"]
+        broker.start()
+        assert recorder.wait_for(lambda r: r.client.is_connected(), 10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (status(tmp_path)["outbox_depth"] or 0) > 0:
+            time.sleep(0.2)
+        after = status(tmp_path)
+        daemon.terminate()
+        assert daemon.wait(30) == 0
+        expected = alert_keys(tmp_path / "events.jsonl")
+        assert recorder.wait_for(lambda r: len(delivered_keys(r)) >= len(expected), 30)
+        time.sleep(0.5)
+        assert delivered_keys(recorder) == expected  # 0 lost, 0 duplicated, in order
+        # Alerts throughout the outage, not in one burst.
+        assert len(raised) >= 100 and max(b - a for a, b in zip(raised, raised[1:], strict=False)) < 30
+        # Health said so during the outage: broker down, the queue's age growing; and recovered after.
+        assert during["mqtt_connected"] is False and during["outbox_depth"] >= 200
+        assert during["outbox_oldest_age_s"] > 5
+        assert "fer_edge_mqtt_connected 0.0" in metrics and "fer_edge_outbox_oldest_age_seconds " in metrics
+        assert after["mqtt_connected"] is True and after["outbox_depth"] == 0 and after["outbox_oldest_age_s"] is None
+        # The unreachable broker was logged with its reason, and not once per retry (every second).
+        log = stderr.read_text()
+        failures = [line for line in log.splitlines() if f"cannot connect to MQTT broker localhost:{port}" in line]
+        assert failures and "Connection refused" in failures[0], log[-2000:]
+        assert len(failures) <= 2, failures
+        # A clean stop with an alert active: its retained state says nobody is watching.
+        finals: dict[str, str] = {}
+        for e in events(tmp_path / "events.jsonl"):
+            if e["event"] == "alert":
+                finals[e["rule"]] = e["action"]
+        states = retained_states(port, "late-dashboard")
+        assert states["(availability)"]["state"] == "offline"
+        for rule in ("microsleep", "face_absent", "perclos"):
+            active_at_stop = finals.get(rule, "cleared") != "cleared"
+            want = ("unknown", "offline") if active_at_stop else ("clear", "online")
+            assert (states[rule]["state"], states[rule]["daemon"]) == want, (rule, states[rule])
+    finally:
+        daemon.kill()
+        recorder.close()
+        broker.stop()
+
+
+def test_sigkilled_with_a_backlog_and_an_active_alarm_then_restarted(tmp_path: Path, drowsy_loop: Path):
+    """Nothing queued is lost, and the alarm that was live when the daemon died is not left retained."""
+    import signal
+    import time
+
+    from broker import Broker, Recorder
+    from events import wait_for_event
+
+    broker = Broker(tmp_path / "broker").start()
+    recorder = Recorder(broker.port, "fer-edge/cam1/#")
+    assert recorder.wait_for(lambda r: r.client.is_connected(), 10)
+    first = tmp_path / "events.jsonl"
+    daemon = start(mqtt_config(tmp_path, drowsy_loop, broker.port), tmp_path / "daemon1.log")
+    try:
+        assert recorder.wait_for(lambda r: any(p["state"] == "active" for p in r.payloads("/cam1/state/microsleep")),
+                                 60)
+        broker.stop()  # an outage builds a backlog
+        t_down = events(first)[-1].get("t", 0)
+        wait_for_event(first, lambda e: e.get("t", 0) >= t_down + 60, timeout=60)
+        while True:  # kill while an alert is active, so its retained state/<rule> says "active"
+            finals = {e["rule"]: e["action"] for e in events(first) if e["event"] == "alert"}
+            if any(action != "cleared" for action in finals.values()):
+                daemon.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        daemon.wait(10)
+    finally:
+        daemon.kill()
+    finals = {e["rule"]: e["action"] for e in events(first) if e["event"] == "alert"}
+    active_when_killed = [rule for rule, action in finals.items() if action != "cleared"]
+    assert active_when_killed
+    broker.start()
+    calm = mqtt_config(tmp_path, SAMPLE, broker.port, loop=False, max_frames=30, name="c2.yaml",
+                       events_name="events2.jsonl")
+    daemon = start(calm, tmp_path / "daemon2.log")
+    try:
+        assert daemon.wait(60) == 0, (tmp_path / "daemon2.log").read_text()[-2000:]
+        expected = alert_keys(first) + alert_keys(tmp_path / "events2.jsonl")
+        assert recorder.wait_for(lambda r: len(delivered_keys(r)) >= len(expected), 30)
+        time.sleep(0.5)
+        got = delivered_keys(recorder)
+        # At least once: the message in flight when the daemon died may come twice, nothing else.
+        assert list(dict.fromkeys(got)) == expected and len(got) <= len(expected) + 1, (len(got), len(expected))
+        states = retained_states(broker.port, "late-dashboard")
+        for rule in ("microsleep", "face_absent", "perclos"):
+            assert states[rule]["state"] == "clear", (rule, states[rule], active_when_killed)
+    finally:
+        daemon.kill()
+        recorder.close()
+        broker.stop()
