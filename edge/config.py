@@ -6,6 +6,7 @@ path and the problem, e.g. ``detector.scale_factor: Input should be greater than
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,11 +187,24 @@ class GpioConfig(_Strict):
     active_high: bool = Field(True, description="False for parts that switch on when the pin is low")
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class WebConfig(_Strict):
     """Local status page and JSON/Prometheus endpoints (off by default; loopback unless a token is set)."""
 
     enabled: bool = False
-    host: str = Field("127.0.0.1", description="bind address; anything but loopback requires a token")
+    host: str = Field("127.0.0.1", description="bind address; anything but loopback (127.0.0.0/8, ::1, localhost) "
+                      "requires a token")
+    allowed_hosts: list[str] = Field(default_factory=list, description="extra names the page may be reached by "
+                                     "(Host header), e.g. bed-12.local; loopback names are always allowed")
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port (tests)")
     token_file: Path | None = Field(None, description="file holding the access token")
     token_credential: str | None = Field(None, description="systemd credential name holding the token")
@@ -199,8 +213,7 @@ class WebConfig(_Strict):
 
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> WebConfig:
-        loopback = self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
-        if self.enabled and not loopback and not (self.token_file or self.token_credential):
+        if self.enabled and not is_loopback(self.host) and not (self.token_file or self.token_credential):
             raise ValueError(f"host {self.host!r} is not loopback: set token_file or token_credential")
         if self.token_file and self.token_credential:
             raise ValueError("set only one of token_file and token_credential")

@@ -3,6 +3,8 @@ exit code, or is survived. (The MQTT outage and restart cases, with a real broke
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import socket
 import subprocess
@@ -307,7 +309,7 @@ def test_broker_down_for_ten_minutes_of_input_then_back_loses_nothing(tmp_path: 
         time.sleep(0.5)
         assert delivered_keys(recorder) == expected  # 0 lost, 0 duplicated, in order
         # Alerts throughout the outage, not in one burst.
-        assert len(raised) >= 100 and max(b - a for a, b in zip(raised, raised[1:], strict=False)) < 30
+        assert len(raised) >= 100 and max(b - a for a, b in itertools.pairwise(raised)) < 30
         # Health said so during the outage: broker down, the queue's age growing; and recovered after.
         assert during["mqtt_connected"] is False and during["outbox_depth"] >= 200
         assert during["outbox_oldest_age_s"] > 5
@@ -385,3 +387,162 @@ def test_sigkilled_with_a_backlog_and_an_active_alarm_then_restarted(tmp_path: P
         daemon.kill()
         recorder.close()
         broker.stop()
+
+
+# -- the status page: a real daemon process, raw HTTP ------------------------------------------------------
+
+TOKEN = "a-long-random-token-0123456789"
+
+
+class WebDaemon:
+    def __init__(self, tmp_path: Path, token: bool):
+        from broker import free_port
+
+        self.port = free_port()
+        token_line = ""
+        if token:
+            write(tmp_path / "token", TOKEN + "\n")
+            token_line = f"  token_file: {tmp_path / 'token'}\n"
+        config = write(tmp_path / "c.yaml", (
+            f"source:\n  uri: {SAMPLE}\n  loop: true\n  realtime: true\n"
+            f"web:\n  enabled: true\n  port: {self.port}\n  allowed_hosts: [bed-12.local]\n{token_line}"
+            f"output:\n  events: {tmp_path / 'events.jsonl'}\n  every_n_frames: 1000\n"
+            f"run:\n  state_dir: {tmp_path / 'state'}\n"))
+        self.log = tmp_path / "daemon.log"
+        self.proc = start(config, self.log)
+        self.wait_ready()
+
+    def wait_ready(self) -> None:
+        import time
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(self.log.read_text())
+
+    def raw(self, request: bytes) -> bytes:
+        """Send bytes as they are; the whole answer (b"" if the server closed without one)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(request)
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def status_of(self, method: str, path: str, **headers: str) -> int:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "Connection: close",
+                 "Content-Length: 0"]
+        for name, value in headers.items():
+            lines = [line for line in lines if not line.startswith(name.replace("_", "-") + ":")]
+            lines.append(f"{name.replace('_', '-')}: {value}")
+        answer = self.raw(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        return int(answer.split(b" ", 2)[1]) if answer else 0
+
+    def close(self) -> str:
+        self.proc.terminate()
+        assert self.proc.wait(15) == 0
+        return self.log.read_text()
+
+
+@pytest.fixture
+def open_page(tmp_path: Path):
+    daemon = WebDaemon(tmp_path, token=False)
+    yield daemon
+    daemon.proc.kill()
+
+
+@pytest.fixture
+def token_page(tmp_path: Path):
+    daemon = WebDaemon(tmp_path, token=True)
+    yield daemon
+    daemon.proc.kill()
+
+
+def test_a_non_ascii_token_gets_401_not_a_dropped_connection(token_page: WebDaemon):
+    assert token_page.status_of("GET", "/api/status?token=%C3%A9") == 401
+    assert token_page.status_of("GET", "/api/status", Authorization="Bearer \u00e9t\u00e9") == 401
+    assert token_page.status_of("GET", "/api/status", Cookie="fer_edge_token=\u00e9") == 401
+    assert token_page.status_of("GET", "/api/status", Authorization=f"Bearer {TOKEN}") == 200
+    assert token_page.status_of("GET", f"/api/status?token={TOKEN}") == 200
+    assert "Traceback" not in token_page.close()
+
+
+def test_host_header_is_checked_on_loopback_against_dns_rebinding(open_page: WebDaemon):
+    port = open_page.port
+    assert open_page.status_of("GET", "/api/status", Host=f"attacker.example:{port}") == 403
+    assert open_page.status_of("GET", "/", Host="attacker.example") == 403
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"bed-12.local:{port}"):
+        assert open_page.status_of("GET", "/api/status", Host=host) == 200, host
+
+
+def test_acknowledgement_needs_the_page_origin_or_the_bearer_token(open_page: WebDaemon, tmp_path: Path):
+    port = open_page.port
+    ack = "/api/alerts/no-such-alert/ack"  # 404 once past the checks: no alert is active on the calm clip
+    assert open_page.status_of("POST", ack) == 403  # no Origin: a script, or a form from elsewhere
+    assert open_page.status_of("POST", ack, Origin="http://attacker.example") == 403
+    assert open_page.status_of("POST", ack, Origin=f"http://localhost:{port}") == 403  # not the Host it was sent to
+    assert open_page.status_of("POST", ack, Origin=f"http://127.0.0.1:{port}") == 404
+    assert open_page.status_of("POST", ack, Sec_Fetch_Site="same-origin") == 404
+    assert open_page.status_of("POST", ack, Sec_Fetch_Site="cross-site") == 403
+
+
+def test_with_a_token_acknowledgements_need_it_and_a_cookie_needs_the_origin(token_page: WebDaemon):
+    port = token_page.port
+    ack = "/api/alerts/no-such-alert/ack"
+    assert token_page.status_of("POST", ack, Origin=f"http://127.0.0.1:{port}") == 401
+    assert token_page.status_of("POST", ack, Cookie=f"fer_edge_token={TOKEN}") == 403  # cross-site form
+    assert token_page.status_of("POST", ack, Cookie=f"fer_edge_token={TOKEN}", Origin=f"http://127.0.0.1:{port}") \
+        == 404
+    assert token_page.status_of("POST", ack, Authorization=f"Bearer {TOKEN}") == 404  # a script with the token
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("127.attacker.example", False)])
+def test_loopback_means_127_0_0_0_8_and_ip6_loopback_as_the_readme_says(host: str, loopback: bool):
+    from edge.config import ConfigError, parse_config
+
+    if loopback:
+        parse_config({"web": {"enabled": True, "host": host}})
+    else:
+        with pytest.raises(ConfigError, match="is not loopback: set token_file or token_credential"):
+            parse_config({"web": {"enabled": True, "host": host}})
+    assert "127.0.0.0/8, ::1 or localhost" in (ROOT / "README.md").read_text()
+
+
+def test_half_open_connections_and_malformed_requests_are_survived_with_one_line(open_page: WebDaemon):
+    import struct
+    import time
+
+    for _ in range(20):  # the client resets the connection mid-request
+        s = socket.create_connection(("127.0.0.1", open_page.port))
+        s.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    malformed = [b"\x00\xff\xfe garbage\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n",
+                 b"BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                 b"GET / HTTP/1.1\r\n" + b"X-Long: " + b"b" * 70000 + b"\r\n\r\n",
+                 b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(200)) + b"\r\n",
+                 "GET /api/status?token=\u00e9 HTTP/1.1\r\nHost: \u00e9\r\n\r\n".encode(),
+                 b"POST /api/alerts/%00/ack HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n"]
+    for request in malformed * 10:
+        with contextlib.suppress(OSError):  # the server may reset an oversized request; it must stay up
+            open_page.raw(request)
+    frames_before = status_frames(open_page)
+    time.sleep(1.0)
+    assert open_page.status_of("GET", "/api/status") == 200
+    assert status_frames(open_page) > frames_before  # the frame loop kept going
+    log = open_page.close()
+    assert "Traceback" not in log and "BrokenPipeError" not in log, log[-3000:]
+    went_away = [line for line in log.splitlines() if "closed the connection mid-request" in line]
+    assert 1 <= len(went_away) <= 2, went_away  # one line, rate-limited, for 20 resets
+
+
+def status_frames(page: WebDaemon) -> int:
+    answer = page.raw(f"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{page.port}\r\nConnection: close\r\n\r\n"
+                      .encode())
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])["health"]["frames"]
