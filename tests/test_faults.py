@@ -546,3 +546,41 @@ def status_frames(page: WebDaemon) -> int:
     answer = page.raw(f"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{page.port}\r\nConnection: close\r\n\r\n"
                       .encode())
     return json.loads(answer.split(b"\r\n\r\n", 1)[1])["health"]["frames"]
+
+
+def test_a_frozen_broker_is_noticed_within_two_keepalives(tmp_path: Path):
+    import signal
+    import time
+
+    from broker import Broker
+
+    broker = Broker(tmp_path / "broker").start()
+    config = mqtt_config(tmp_path, SAMPLE, broker.port)
+    config.write_text(config.read_text().replace("  keepalive: 5\n", "  keepalive: 2\n")
+                      .replace("  loop: true\n", "  loop: true\n  realtime: true\n"))
+    daemon = start(config, tmp_path / "daemon.log")
+
+    def connected_within(timeout: float, want: bool) -> float | None:
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            try:
+                if status(tmp_path).get("mqtt_connected") is want:
+                    return time.monotonic() - began
+            except (OSError, json.JSONDecodeError):
+                pass
+            time.sleep(0.1)
+        return None
+
+    try:
+        assert connected_within(20, True) is not None
+        broker.proc.send_signal(signal.SIGSTOP)  # frozen: the TCP connection stays open, nothing answers
+        noticed = connected_within(15, False)
+        broker.proc.send_signal(signal.SIGCONT)
+        assert noticed is not None and noticed < 2 * 2 + 1.5, noticed  # 2 x keepalive, plus status.json's 1 s
+        assert connected_within(30, True) is not None
+        log = (tmp_path / "daemon.log").read_text()
+        assert f"disconnected from localhost:{broker.port}" in log, log[-2000:]
+    finally:
+        daemon.kill()
+        broker.proc.send_signal(signal.SIGCONT)
+        broker.stop()
