@@ -135,7 +135,10 @@ class StatusServer:
     def __init__(self, daemon: Daemon, cfg: WebConfig):
         self.daemon = daemon
         self.cfg = cfg
-        self.token = read_token(cfg)
+        try:
+            self.token = read_token(cfg)
+        except SecretError as exc:  # e.g. a credential missing from the service's $CREDENTIALS_DIRECTORY
+            raise StartupError(str(exc)) from None
         self._preview: tuple[float, bytes] | None = None
         self._preview_lock = threading.Lock()
         self.check_host = is_loopback(cfg.host) or bool(cfg.allowed_hosts)

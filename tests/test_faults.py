@@ -584,3 +584,16 @@ def test_a_frozen_broker_is_noticed_within_two_keepalives(tmp_path: Path):
         daemon.kill()
         broker.proc.send_signal(signal.SIGCONT)
         broker.stop()
+
+
+def test_a_web_token_credential_outside_systemd_stops_run_with_one_line_and_a_stop_event(tmp_path: Path,
+                                                                                         monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    config = write(tmp_path / "c.yaml", base_config(tmp_path, extra="web:\n  enabled: true\n  port: 0\n"
+                                                                    "  token_credential: web-token\n"))
+    code, lines = run_daemon(config)  # $CREDENTIALS_DIRECTORY unset: only the daemon can tell
+    assert code == EXIT_BAD_INPUT and len(lines) == 1, lines
+    assert lines[0] == (f"fer-edge: {config}: web.token_credential: web token credential 'web-token' is configured "
+                        "but $CREDENTIALS_DIRECTORY is not set (use LoadCredential= in the systemd unit)")
+    stop = events(tmp_path / "events.jsonl")[-1]
+    assert stop["event"] == "stop" and stop["exit_code"] == EXIT_BAD_INPUT
