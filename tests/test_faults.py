@@ -277,7 +277,7 @@ def retained_states(port: int, client_id: str) -> dict[str, dict]:
     return states
 
 
-def test_broker_down_for_ten_minutes_of_input_then_back_loses_nothing(tmp_path: Path, drowsy_loop: Path):
+def test_broker_down_for_ten_minutes_of_input_then_back_loses_nothing(tmp_path: Path, drowsy_loop: Path, capsys):
     import time
     import urllib.request
 
@@ -294,6 +294,8 @@ def test_broker_down_for_ten_minutes_of_input_then_back_loses_nothing(tmp_path: 
     try:
         wait_for_event(tmp_path / "events.jsonl", lambda e: e.get("t", 0) >= 600, timeout=180)
         during = status(tmp_path)
+        main(["status", "--state-dir", str(tmp_path / "state")])
+        printed = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5).read().decode()
         raised = [e["t"] for e in events(tmp_path / "events.jsonl") if e.get("action") == "raised"]
         broker.start()
@@ -313,6 +315,7 @@ def test_broker_down_for_ten_minutes_of_input_then_back_loses_nothing(tmp_path: 
         # Health said so during the outage: broker down, the queue's age growing; and recovered after.
         assert during["mqtt_connected"] is False and during["outbox_depth"] >= 200
         assert during["outbox_oldest_age_s"] > 5
+        assert printed["mqtt_connected"] == "False" and float(printed["outbox_oldest_age_s"]) > 5  # fer-edge status
         assert "fer_edge_mqtt_connected 0.0" in metrics and "fer_edge_outbox_oldest_age_seconds " in metrics
         assert after["mqtt_connected"] is True and after["outbox_depth"] == 0 and after["outbox_oldest_age_s"] is None
         # The unreachable broker was logged with its reason, and not once per retry (every second).
