@@ -18,7 +18,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from edge import PROCESS_START
+from edge import PROCESS_START, preflight
 from edge.classifier import ModelLoadError, load_model_with_card
 from edge.config import AppConfig
 from edge.contract import ModelCardError, sha256_file
@@ -26,7 +26,7 @@ from edge.errors import StartupError
 from edge.monitor import Monitor, MonitorUpdate
 from edge.pipeline import FrameResult, Pipeline
 from edge.sdnotify import SystemdNotifier
-from edge.sources import SourceError, open_source
+from edge.sources import Frame, SourceError, open_source
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class Daemon:
         self.recent_alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
         self._latest: tuple[Any, FrameResult, MonitorUpdate] | None = None  # swapped whole, read by the web thread
         self.web = None
+        self._first_frame_s: float | None = None
         self._build_analysis(cfg)
         self.source = open_source(cfg.source, on_state=self._source_state)
         self._build_sinks(cfg)
@@ -188,8 +189,6 @@ class Daemon:
         old = self.cfg
         try:
             new = load_config(self.config_path)
-            from edge import preflight
-
             problems = preflight.check(new)
             if problems:
                 raise ConfigError(f"{self.config_path}: {problems[0]}")
@@ -337,7 +336,6 @@ class Daemon:
         self.events.write({"event": "start", "time": iso_now(), "source": self.source.description,
                            "model": self.card.name, "labels": list(self.card.labels),
                            "backend": self.classifier.backend})
-        self._first_frame_s: float | None = None
         error: StartupError | None = None
         try:
             self._loop()
@@ -354,7 +352,7 @@ class Daemon:
         except SourceError as exc:
             raise StartupError(f"source.uri: {exc}") from None
 
-    def _read(self):
+    def _read(self) -> Frame | None:
         try:
             frame = self.source.read()
         except SourceError as exc:  # only a file or folder raises here; live sources reconnect
