@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge.contract import ModelCard, ModelCardError, card_path_for
+from edge.contract import ModelCard, ModelCardError, card_path_for, verify_model_bytes
 from edge.tiebreak import break_ties, margin_count
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,15 @@ def _interpreter_class():
 
 
 class TFLiteClassifier:
-    def __init__(self, path: str | Path, num_threads: int = 1):
+    def __init__(self, path: str | Path, num_threads: int = 1, content: bytes | None = None):
+        """``content``: the file's bytes, already read (and verified) by the caller; parsed instead of the file."""
         path = Path(path)
-        if not path.is_file():
+        if content is None and not path.is_file():
             raise ModelLoadError(f"{path}: model file not found")
         interpreter_cls, self.backend = _interpreter_class()
         try:
-            self._interpreter = interpreter_cls(model_path=str(path), num_threads=num_threads)
+            source = {"model_path": str(path)} if content is None else {"model_content": content}
+            self._interpreter = interpreter_cls(**source, num_threads=num_threads)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"{path}: not a loadable TFLite model ({exc})") from None
@@ -136,9 +138,9 @@ class TFLiteClassifier:
 
 
 class OnnxClassifier:
-    def __init__(self, path: str | Path, num_threads: int = 1):
+    def __init__(self, path: str | Path, num_threads: int = 1, content: bytes | None = None):
         path = Path(path)
-        if not path.is_file():
+        if content is None and not path.is_file():
             raise ModelLoadError(f"{path}: model file not found")
         try:
             ort = importlib.import_module("onnxruntime")
@@ -148,7 +150,8 @@ class OnnxClassifier:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(str(path) if content is None else content, options,
+                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelLoadError(f"{path}: not a loadable ONNX model ({exc})") from None
         self.backend = "onnxruntime"
@@ -179,23 +182,39 @@ def _as_batch(crops: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return crops
 
 
-def load_classifier(path: str | Path, num_threads: int = 1, backend: str = "auto") -> Classifier:
+def load_classifier(path: str | Path, num_threads: int = 1, backend: str = "auto",
+                    content: bytes | None = None) -> Classifier:
     """Open a ``.tflite`` or ``.onnx`` model; ``backend`` is auto, tflite or onnx."""
     path = Path(path)
     kind = backend if backend != "auto" else ("onnx" if path.suffix == ".onnx" else "tflite")
     if kind == "onnx":
-        return OnnxClassifier(path, num_threads)
+        return OnnxClassifier(path, num_threads, content)
     if kind == "tflite":
-        return TFLiteClassifier(path, num_threads)
+        return TFLiteClassifier(path, num_threads, content)
     raise ValueError(f"unknown classifier backend {backend!r} (auto, tflite or onnx)")
 
 
-def load_model_with_card(path: str | Path, num_threads: int = 1, backend: str = "auto") -> tuple[Classifier, ModelCard]:
-    """Load a model and its card; the labels come from the card and must match the model's outputs."""
+def load_model_with_card(path: str | Path, num_threads: int = 1, backend: str = "auto",
+                         verify: bool = True) -> tuple[Classifier, ModelCard]:
+    """Load a model and its card; the labels come from the card and must match the model's outputs.
+
+    With ``verify`` the file's bytes must hash to one of the card's artifacts (by hash, not by name),
+    and the runtime parses exactly the bytes that were checked.
+    """
     path = Path(path)
     card_file = card_path_for(path)
     card = ModelCard.load(card_file)
-    classifier = load_classifier(path, num_threads, backend)
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: model file not found") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read the model ({exc.strerror})") from None
+    if verify:
+        verify_model_bytes(card, card_file, path, content)
+    else:
+        log.warning("%s: integrity check off (verify_hash: false): not checked against %s", path, card_file.name)
+    classifier = load_classifier(path, num_threads, backend, content)
     if classifier.num_classes != len(card.labels):
         raise ModelCardError(
             f"{card_file}: card lists {len(card.labels)} labels but {path.name} has {classifier.num_classes} outputs"

@@ -13,6 +13,8 @@ import numpy as np
 from edge.classifier import ModelLoadError
 from edge.config import DEFAULT_MODEL, ConfigError
 from edge.contract import ModelCardError
+from edge.errors import EXIT_BAD_INPUT, StartupError
+from edge.secrets import SecretError
 
 log = logging.getLogger("fer-edge")
 SAMPLE_CONFIG = Path(__file__).resolve().parent / "samples" / "sample.yaml"
@@ -25,7 +27,12 @@ EPILOG = """examples:
   fer-edge bench --frames 300
   fer-edge selftest
   fer-edge replay drive.mp4 --profile driver --out replay/
-exit status: 0 ok, 1 runtime failure, 2 bad input (config, model, image)."""
+exit status (every failure is one line naming the key, file or port):
+  0  ok: the source ended, --max-frames reached, or SIGTERM
+  1  runtime failure (an unexpected error); for `status`: stale or stopped
+  2  bad input: the config, a file it names (video, image folder, model, card, password, token,
+     certificate), a model that fails its card's SHA-256, a source with no readable frames
+  3  a resource the config names is unavailable at start: web.port already in use"""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -69,11 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=SAMPLE_CONFIG,
                      help="YAML config (default: the bundled sample, the astronaut clip)")
     run.add_argument("--max-frames", type=int, default=None, help="stop after N frames (overrides run.max_frames)")
+    run.add_argument("--allow-unverified-models", action="store_true",
+                     help="load models whose SHA-256 is not in their card (sets classifier.verify_hash and "
+                     "eyes.verify_hash to false; a warning is logged)")
 
     cls = sub.add_parser("classify", help="classify faces in still images; one JSON object per image")
     cls.add_argument("images", type=Path, nargs="+")
     cls.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                      help="model file with its card (default: the shipped int8 model)")
+    cls.add_argument("--allow-unverified-model", action="store_true",
+                     help="load a model whose SHA-256 is not in its card")
     cls.add_argument("--whole", action="store_true",
                      help="treat each image as one face crop (no detection), e.g. for 48x48 dataset-style images")
 
@@ -109,12 +121,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import Daemon
 
     cfg = load_config(args.config)
+    if args.allow_unverified_models:
+        cfg = cfg.model_copy(update={"classifier": cfg.classifier.model_copy(update={"verify_hash": False}),
+                                     "eyes": cfg.eyes.model_copy(update={"verify_hash": False})})
+    _preflight(args.config, cfg, source=False)
     if args.max_frames is not None:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_frames": args.max_frames})})
     setup_logging(cfg.logging.level, cfg.logging.format)
     daemon = Daemon(cfg, config_path=args.config)
     daemon.install_signal_handlers()
-    return daemon.run()
+    try:
+        return daemon.run()
+    except StartupError as exc:
+        exc.args = (f"{args.config}: {exc}",)
+        raise
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -124,7 +144,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from edge.config import DetectorConfig
     from edge.detect import HaarFaceDetector, crop_face
 
-    classifier, card = load_model_with_card(args.model)
+    classifier, card = load_model_with_card(args.model, verify=not args.allow_unverified_model)
     detector = HaarFaceDetector(DetectorConfig(analysis_width=4096, min_neighbors=5, min_size=24))
     size = classifier.input_size[0]
     status = 0
@@ -147,10 +167,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return status
 
 
+def _preflight(path: Path, cfg, source: bool = True) -> None:
+    from edge import preflight
+
+    problems = preflight.check(cfg, source)
+    if problems:
+        raise StartupError("\n".join(f"{path}: {p}" for p in problems))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
     cfg = load_config(args.config)
+    _preflight(args.config, cfg)
     print(f"{args.config}: OK")
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
     return 0
@@ -208,9 +237,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         keys = ("state", "healthy", "fps", "faces", "last_frame_age_s", "status_age_s", "uptime_s", "outbox_depth",
-                "mqtt_connected", "active_alerts", "profile", "model", "model_sha256", "backend", "pid")
+                "outbox_oldest_age_s", "mqtt_connected", "active_alerts", "profile", "model", "model_sha256",
+                "backend", "pid")
         for key in keys:
-            print(f"{key:18s} {data.get(key)}")
+            print(f"{key:19s} {data.get(key)}")
     return 0 if healthy else 1
 
 
@@ -239,9 +269,12 @@ def main(argv: list[str] | None = None) -> int:
                 "status": cmd_status}
     try:
         return commands[args.command](args)
-    except (ConfigError, ModelLoadError, ModelCardError) as exc:
+    except (ConfigError, ModelLoadError, ModelCardError, SecretError) as exc:
         print(f"fer-edge: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except StartupError as exc:
+        print(f"fer-edge: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

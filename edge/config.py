@@ -6,6 +6,7 @@ path and the problem, e.g. ``detector.scale_factor: Input should be greater than
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,7 +69,8 @@ class ClassifierConfig(_Strict):
     model: Path = Field(DEFAULT_MODEL, description="model file; its .card.json must sit beside it")
     backend: Literal["auto", "tflite", "onnx"] = "auto"
     threads: int = Field(1, ge=1, le=16, description="interpreter threads")
-    verify_hash: bool = Field(True, description="check the model file against the SHA-256 in its card")
+    verify_hash: bool = Field(True, description="refuse a model whose SHA-256 is not among its card's artifacts "
+                              "(false: load it anyway, with a warning)")
 
 
 class TrackerConfig(_Strict):
@@ -96,6 +98,8 @@ class EyesConfig(_Strict):
     model: Path = Field(DEFAULT_EYE_MODEL, description="eye-state model; its .card.json must sit beside it")
     method: Literal["geometry", "cascade"] = Field("geometry", description="how eyes are located in the face box")
     closed_threshold: float = Field(0.5, gt=0, lt=1, description="closed probability at or above this = closed")
+    verify_hash: bool = Field(True, description="refuse an eye model whose SHA-256 is not among its card's "
+                              "artifacts (false: load it anyway, with a warning)")
 
 
 class SignalsConfig(_Strict):
@@ -120,6 +124,11 @@ class AlertsConfig(_Strict):
     def effective_rules(self) -> dict[str, RuleConfig]:
         rules = dict(PROFILES[self.profile])
         for name, override in self.rules.items():
+            if name not in rules and not (isinstance(override, dict) and "signal" in override):
+                # A typo must not pass as a new rule: a new one has to name its signal.
+                valid = ", ".join(sorted(rules)) or "none"
+                raise ValueError(f"rules.{name}: unknown rule {name!r} (profile {self.profile} has: {valid}; a new "
+                                 "rule needs signal, raise_at and clear_at)")
             base = rules[name].model_dump() if name in rules else {}
             try:
                 rules[name] = RuleConfig.model_validate({**base, **override})
@@ -146,7 +155,8 @@ class MqttConfig(_Strict):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
-    keepalive: int = Field(30, ge=5, le=3600)
+    keepalive: int = Field(10, ge=2, le=3600, description="seconds; a frozen broker is noticed within 1-2x this, "
+                           "and the broker publishes the last will (offline) after 1.5x")
     reconnect_min_s: int = Field(1, ge=1)
     reconnect_max_s: int = Field(30, ge=1)
     stats_interval_s: float = Field(30.0, gt=0)
@@ -177,11 +187,24 @@ class GpioConfig(_Strict):
     active_high: bool = Field(True, description="False for parts that switch on when the pin is low")
 
 
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class WebConfig(_Strict):
     """Local status page and JSON/Prometheus endpoints (off by default; loopback unless a token is set)."""
 
     enabled: bool = False
-    host: str = Field("127.0.0.1", description="bind address; anything but loopback requires a token")
+    host: str = Field("127.0.0.1", description="bind address; anything but loopback (127.0.0.0/8, ::1, localhost) "
+                      "requires a token")
+    allowed_hosts: list[str] = Field(default_factory=list, description="extra names the page may be reached by "
+                                     "(Host header), e.g. bed-12.local; loopback names are always allowed")
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port (tests)")
     token_file: Path | None = Field(None, description="file holding the access token")
     token_credential: str | None = Field(None, description="systemd credential name holding the token")
@@ -190,8 +213,7 @@ class WebConfig(_Strict):
 
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> WebConfig:
-        loopback = self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
-        if self.enabled and not loopback and not (self.token_file or self.token_credential):
+        if self.enabled and not is_loopback(self.host) and not (self.token_file or self.token_credential):
             raise ValueError(f"host {self.host!r} is not loopback: set token_file or token_credential")
         if self.token_file and self.token_credential:
             raise ValueError("set only one of token_file and token_credential")

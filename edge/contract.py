@@ -175,3 +175,24 @@ def verify_artifact(card: ModelCard, card_dir: str | Path, key: str) -> Path:
     if actual != entry["sha256"]:
         raise ModelCardError(f"{path}: SHA-256 {actual[:12]}... differs from the card's {entry['sha256'][:12]}...")
     return path
+
+
+class ModelIntegrityError(ModelCardError):
+    """A model file whose SHA-256 is not among its card's artifacts."""
+
+
+def verify_model_bytes(card: ModelCard, card_file: str | Path, model_path: str | Path, content: bytes) -> str:
+    """The card's artifact key whose SHA-256 matches ``content``, matched by hash, whatever the file's name.
+
+    Raises :class:`ModelIntegrityError` (one line) when no artifact of the card has this hash.
+    """
+    actual = hashlib.sha256(content).hexdigest()
+    for key, entry in card.artifacts.items():
+        if entry.get("sha256") == actual:
+            return key
+    name = Path(model_path).name
+    listed = next((k for k, e in card.artifacts.items() if e.get("file") == name), None)
+    why = (f"differs from the card's '{listed}' artifact ({str(card.artifacts[listed].get('sha256'))[:12]}...)"
+           if listed else f"matches no artifact of {Path(card_file).name}")
+    raise ModelIntegrityError(f"{model_path}: SHA-256 {actual[:12]}... {why}: refusing a modified or unknown "
+                              "model (to run it anyway: verify_hash: false, or --allow-unverified-models)")

@@ -18,16 +18,21 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from edge import PROCESS_START
+from edge import PROCESS_START, preflight
 from edge.classifier import ModelLoadError, load_model_with_card
 from edge.config import AppConfig
-from edge.contract import ModelCardError, card_path_for, verify_artifact
+from edge.contract import ModelCardError, sha256_file
+from edge.errors import StartupError
 from edge.monitor import Monitor, MonitorUpdate
 from edge.pipeline import FrameResult, Pipeline
 from edge.sdnotify import SystemdNotifier
-from edge.sources import open_source
+from edge.sources import Frame, SourceError, open_source
 
 log = logging.getLogger(__name__)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def iso_now() -> str:
@@ -69,13 +74,9 @@ class RateMeter:
 
 
 def load_classifier_for(cfg: AppConfig):
-    model = Path(cfg.classifier.model)
-    classifier, card = load_model_with_card(model, cfg.classifier.threads, cfg.classifier.backend)
-    if cfg.classifier.verify_hash:
-        key = next((k for k, a in card.artifacts.items() if a.get("file") == model.name), None)
-        if key is not None:
-            verify_artifact(card, card_path_for(model).parent, key)
-    return classifier, card
+    """The expression model, checked against its card's SHA-256 before it is parsed (unless opted out)."""
+    return load_model_with_card(Path(cfg.classifier.model), cfg.classifier.threads, cfg.classifier.backend,
+                                verify=cfg.classifier.verify_hash)
 
 
 def expression_event(face, result: FrameResult, labels: list[str], fps: float,
@@ -136,12 +137,14 @@ class Daemon:
         self.recent_alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
         self._latest: tuple[Any, FrameResult, MonitorUpdate] | None = None  # swapped whole, read by the web thread
         self.web = None
+        self._first_frame_s: float | None = None
         self._build_analysis(cfg)
         self.source = open_source(cfg.source, on_state=self._source_state)
         self._build_sinks(cfg)
 
     def _build_analysis(self, cfg: AppConfig) -> None:
         self.classifier, self.card = load_classifier_for(cfg)
+        self.model_sha256 = sha256_file(cfg.classifier.model)
         self.pipeline = Pipeline(cfg, self.classifier, self.card)
         self.monitor = Monitor(cfg, list(self.card.labels))
 
@@ -154,6 +157,7 @@ class Daemon:
             self.outbox.max_rows = cfg.mqtt.outbox_max
             self.mqtt = MqttPublisher(cfg.mqtt, self.outbox, on_ack=self.acknowledge)
             self.mqtt.known_rules([n for n, r in self.monitor.engine.rules.items() if r.enabled])
+            self.mqtt.seed_active({a.rule: a.id for a in self.monitor.engine.active()})
         if cfg.gpio.enabled:
             from edge.gpio import GpioAlerts
 
@@ -185,6 +189,9 @@ class Daemon:
         old = self.cfg
         try:
             new = load_config(self.config_path)
+            problems = preflight.check(new)
+            if problems:
+                raise ConfigError(f"{self.config_path}: {problems[0]}")
             if new.classifier != old.classifier or new.eyes != old.eyes:
                 load_classifier_for(new)  # fail before touching anything if the new model is bad
         except (ConfigError, ModelLoadError, ModelCardError, ValueError) as exc:
@@ -267,6 +274,7 @@ class Daemon:
             "active_alerts": len(self.monitor.engine.active()),
             "outbox_depth": None if self.outbox is None else self.outbox.depth(),
             "outbox_dropped": None if self.outbox is None else self.outbox.dropped,
+            "outbox_oldest_age_s": None if self.outbox is None else _rounded(self.outbox.oldest_age()),
             "mqtt_connected": None if self.mqtt is None else self.mqtt.connected.is_set(),
         }
 
@@ -310,7 +318,7 @@ class Daemon:
         """``<state_dir>/status.json`` for ``fer-edge status`` (health without a network endpoint)."""
         path = self.cfg.run.resolved_state_dir() / "status.json"
         data = {**self.stats(), "event": "status", "state": state, "pid": os.getpid(), "updated": time.time(),
-                "model_sha256": self.card.artifacts.get("int8", {}).get("sha256", "")[:12],
+                "model_sha256": self.model_sha256[:12],
                 "model_created": self.card.created,
                 "active": [{"id": a.id, "rule": a.rule, "severity": a.severity, "track": a.track}
                            for a in self.monitor.engine.active()]}
@@ -323,92 +331,124 @@ class Daemon:
             log.debug("cannot write %s: %s", path, exc)
 
     def run(self) -> int:
-        cfg = self.cfg
+        """The frame loop until the source ends, ``max_frames``, or stop(). A start-up problem (a port in
+        use, a video that cannot be read) raises :class:`StartupError` after the stop event is written."""
         self.events.write({"event": "start", "time": iso_now(), "source": self.source.description,
                            "model": self.card.name, "labels": list(self.card.labels),
                            "backend": self.classifier.backend})
+        error: StartupError | None = None
+        try:
+            self._loop()
+        except StartupError as exc:
+            error = exc
+            raise
+        finally:
+            self._shutdown(error)
+        return 0
+
+    def _open_source(self) -> None:
+        try:
+            self.source.open()
+        except SourceError as exc:
+            raise StartupError(f"source.uri: {exc}") from None
+
+    def _read(self) -> Frame | None:
+        try:
+            frame = self.source.read()
+        except SourceError as exc:  # only a file or folder raises here; live sources reconnect
+            raise StartupError(f"source.uri: {exc}") from None
+        if frame is None and self.frames == 0 and self.frame_errors == 0 and not self.stop_event.is_set():
+            raise StartupError(f"source.uri: {self.source.description}: no frame could be read")
+        return frame
+
+    def _loop(self) -> None:
+        cfg = self.cfg
         if self.mqtt is not None:
+            self.mqtt.reconcile([n for n, r in self.monitor.engine.rules.items() if r.enabled])
             self.mqtt.start()
         if cfg.web.enabled:
             from edge.web import StatusServer
 
             self.web = StatusServer(self, cfg.web)
             self.web.start()
-        self.source.open()
-        first_frame_s = None
+        self._open_source()
         next_stats = time.monotonic() + cfg.output.stats_interval_s
         next_status = 0.0
         self.write_status("starting")
-        try:
-            while not self.stop_event.is_set():
-                if self.reload_requested.is_set():
-                    self.reload()
-                    cfg = self.cfg
-                frame = self.source.read()
-                if frame is None:
-                    if not self.stop_event.is_set():
-                        self._source_state("ended", self.source.description)
-                    break
-                now = time.monotonic()
-                if first_frame_s is None:
-                    first_frame_s = now - PROCESS_START
-                    log.info("first frame after %.2f s", first_frame_s)
-                    self.notifier.ready(f"first frame after {first_frame_s:.2f} s")
-                try:
-                    result = self.pipeline.process(frame)
-                except Exception:
-                    # One bad frame (odd size, a runtime hiccup) must not stop a monitor.
-                    self.frame_errors += 1
-                    log.exception("frame %d failed; continuing", frame.index)
-                    continue
-                self.frames += 1
-                self.notifier.watchdog(now)  # only here: a hung loop or a silent camera stops the pings
-                self.last_frame_wall = now
-                self.last_t = frame.timestamp
-                self.faces_now = len(result.faces)
-                fps = self.rate.tick(now)
-                self._apply_acks()
-                update = self.monitor.update(result)
-                for event in update.events:
-                    self._alert(event)
-                self._latest = (frame, result, update)
-                if frame.index % cfg.output.every_n_frames == 0:
-                    for face in result.faces:
-                        self.events.write(expression_event(face, result, self.pipeline.labels, fps, update))
-                self._write_video(frame, result)
-                if now >= next_stats:
-                    self.events.write(self.stats())
-                    next_stats = now + cfg.output.stats_interval_s
-                if now >= next_status:
-                    self.notifier.status(f"{self.rate.fps:.1f} fps, {self.faces_now} face(s), "
-                                         f"{len(self.monitor.engine.active())} active alert(s)")
-                    self.write_status("running")
-                    next_status = now + 1.0
-                if self.mqtt is not None and now >= self._next_mqtt_stats:
-                    self.mqtt.publish_stats(self.stats())
-                    self._next_mqtt_stats = now + cfg.mqtt.stats_interval_s
-                if cfg.run.max_frames and self.frames >= cfg.run.max_frames:
-                    break
-        finally:
-            self.notifier.stopping()
-            self.source.close()
-            if self._writer is not None:
-                self._writer.release()
-            if self.mqtt is not None:
-                delivered = self.mqtt.flush(cfg.run.shutdown_flush_s) if self.mqtt.connected.is_set() else False
-                self.mqtt.stop(flush_timeout=0.0)
-                if not delivered:
-                    log.warning("%d alert message(s) stay queued for the next start", self.outbox.depth())
-            if self.gpio is not None:
-                self.gpio.close()
-            if self.web is not None:
-                self.web.stop()
-            final = self.stats()
-            final["event"] = "stop"
-            final["startup_to_first_frame_s"] = None if first_frame_s is None else round(first_frame_s, 3)
-            self.events.write(final)
-            self.write_status("stopped")
-        return 0
+        while not self.stop_event.is_set():
+            if self.reload_requested.is_set():
+                self.reload()
+                cfg = self.cfg
+            frame = self._read()
+            if frame is None:
+                if not self.stop_event.is_set():
+                    self._source_state("ended", self.source.description)
+                break
+            now = time.monotonic()
+            if self._first_frame_s is None:
+                self._first_frame_s = now - PROCESS_START
+                log.info("first frame after %.2f s", self._first_frame_s)
+                self.notifier.ready(f"first frame after {self._first_frame_s:.2f} s")
+            try:
+                result = self.pipeline.process(frame)
+            except Exception:
+                # One bad frame (odd size, a runtime hiccup) must not stop a monitor.
+                self.frame_errors += 1
+                log.exception("frame %d failed; continuing", frame.index)
+                continue
+            self.frames += 1
+            self.notifier.watchdog(now)  # only here: a hung loop or a silent camera stops the pings
+            self.last_frame_wall = now
+            self.last_t = frame.timestamp
+            self.faces_now = len(result.faces)
+            fps = self.rate.tick(now)
+            self._apply_acks()
+            update = self.monitor.update(result)
+            for event in update.events:
+                self._alert(event)
+            self._latest = (frame, result, update)
+            if frame.index % cfg.output.every_n_frames == 0:
+                for face in result.faces:
+                    self.events.write(expression_event(face, result, self.pipeline.labels, fps, update))
+            self._write_video(frame, result)
+            if now >= next_stats:
+                self.events.write(self.stats())
+                next_stats = now + cfg.output.stats_interval_s
+            if now >= next_status:
+                self.notifier.status(f"{self.rate.fps:.1f} fps, {self.faces_now} face(s), "
+                                     f"{len(self.monitor.engine.active())} active alert(s)")
+                self.write_status("running")
+                next_status = now + 1.0
+            if self.mqtt is not None and now >= self._next_mqtt_stats:
+                self.mqtt.publish_stats(self.stats())
+                self._next_mqtt_stats = now + cfg.mqtt.stats_interval_s
+            if cfg.run.max_frames and self.frames >= cfg.run.max_frames:
+                break
+
+    def _shutdown(self, error: StartupError | None) -> None:
+        cfg = self.cfg
+        self.notifier.stopping()
+        self.source.close()
+        if self._writer is not None:
+            self._writer.release()
+        if self.mqtt is not None:
+            self.mqtt.mark_offline()
+            delivered = self.mqtt.flush(cfg.run.shutdown_flush_s) if self.mqtt.connected.is_set() else False
+            self.mqtt.stop(flush_timeout=0.0)
+            if not delivered:
+                log.warning("%d alert message(s) stay queued for the next start", self.outbox.depth())
+        if self.gpio is not None:
+            self.gpio.close()
+        if self.web is not None:
+            self.web.stop()
+        final = self.stats()
+        final["event"] = "stop"
+        final["startup_to_first_frame_s"] = None if self._first_frame_s is None else round(self._first_frame_s, 3)
+        if error is not None:
+            final["error"] = str(error)
+            final["exit_code"] = error.exit_code
+        self.events.write(final)
+        self.write_status("failed" if error is not None else "stopped")
 
     def _write_video(self, frame, result: FrameResult) -> None:
         path = self.cfg.output.annotated_video

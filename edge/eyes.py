@@ -32,8 +32,8 @@ class EyeReading:
 
 
 class EyeStateEstimator:
-    def __init__(self, model: Path, method: str = "geometry", threads: int = 1):
-        self.classifier, self.card = load_model_with_card(model, threads)
+    def __init__(self, model: Path, method: str = "geometry", threads: int = 1, verify: bool = True):
+        self.classifier, self.card = load_model_with_card(model, threads, verify=verify)
         if "closed" not in self.card.labels:
             raise ValueError(f"{model}: eye model labels {self.card.labels} have no 'closed' class")
         self._closed = self.card.labels.index("closed")

@@ -26,7 +26,8 @@ class Monitor:
         self.cfg = cfg
         self.labels = labels
         self.engine = RuleEngine(cfg.alerts.effective_rules(), cfg.alerts.profile)
-        self.eyes = EyeStateEstimator(cfg.eyes.model, cfg.eyes.method, cfg.classifier.threads) \
+        self.eyes = EyeStateEstimator(cfg.eyes.model, cfg.eyes.method, cfg.classifier.threads,
+                                      cfg.eyes.verify_hash) \
             if cfg.eyes.enabled else None
         self.presence = PresenceSignal()
         self.subjects: dict[int, SubjectSignals] = {}

@@ -14,6 +14,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ class Outbox:
             "payload TEXT NOT NULL, critical INTEGER NOT NULL DEFAULT 0)"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "created" not in columns:  # an outbox written before queue ages were kept: count from now
+            self._db.execute("ALTER TABLE outbox ADD COLUMN created REAL")
+            self._db.execute("UPDATE outbox SET created = ?", (time.time(),))
         self.dropped = self._meta("dropped")
 
     def _meta(self, key: str) -> int:
@@ -61,8 +66,8 @@ class Outbox:
                     self.dropped += 1
                     self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('dropped', ?)", (self.dropped,))
                     log.warning("outbox full (%d): dropped queued event %d", self.max_rows, victim[0])
-                cur = self._db.execute("INSERT INTO outbox (topic, payload, critical) VALUES (?, ?, ?)",
-                                       (topic, json.dumps(payload, separators=(",", ":")), critical))
+                cur = self._db.execute("INSERT INTO outbox (topic, payload, critical, created) VALUES (?, ?, ?, ?)",
+                                       (topic, json.dumps(payload, separators=(",", ":")), critical, time.time()))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -81,6 +86,19 @@ class Outbox:
     def depth(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def oldest_age(self) -> float | None:
+        """Seconds (wall clock) the oldest undelivered message has waited; None when the outbox is empty."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
+        return None if row[0] is None else max(0.0, time.time() - row[0])
+
+    def topics(self, prefix: str) -> set[str]:
+        """Distinct topics of queued messages that start with ``prefix``."""
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT topic FROM outbox WHERE substr(topic, 1, ?) = ?",
+                                    (len(prefix), prefix)).fetchall()
+        return {row[0] for row in rows}
 
     def close(self) -> None:
         with self._lock:

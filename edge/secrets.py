@@ -10,13 +10,17 @@ class SecretError(ValueError):
     pass
 
 
-def read_secret(what: str, file: Path | None, credential: str | None) -> str | None:
-    """``credential`` names a file in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``)."""
+def read_secret(what: str, file: Path | None, credential: str | None, key: str | None = None) -> str | None:
+    """``credential`` names a file in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``).
+
+    ``key`` (e.g. ``mqtt.password_file``) starts every error message, so the bad line of the config is named.
+    """
+    where = f"{key}: " if key else ""
     if credential:
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
-            raise SecretError(f"{what} credential {credential!r} is configured but $CREDENTIALS_DIRECTORY is not set "
-                              "(use LoadCredential= in the systemd unit)")
+            raise SecretError(f"{where}{what} credential {credential!r} is configured but $CREDENTIALS_DIRECTORY "
+                              "is not set (use LoadCredential= in the systemd unit)")
         path = Path(directory) / credential
     elif file:
         path = Path(file)
@@ -25,4 +29,4 @@ def read_secret(what: str, file: Path | None, credential: str | None) -> str | N
     try:
         return path.read_text().strip("\r\n")
     except OSError as exc:
-        raise SecretError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+        raise SecretError(f"{where}{path}: cannot read the {what} ({exc.strerror})") from None

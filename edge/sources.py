@@ -8,6 +8,7 @@ sources that fail are reopened with exponential backoff by :class:`ReconnectingS
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,15 +131,21 @@ class FolderSource:
             raise SourceError(f"{self.folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
     def read(self) -> Frame | None:
+        unreadable_in_a_row = 0
         while True:
             if self._pos >= len(self._files):
                 if not self.cfg.loop:
+                    if self._index == 0:
+                        raise SourceError(f"{self.folder}: no readable images ({len(self._files)} unreadable)")
                     return None
                 self._pos = 0
             path = self._files[self._pos]
             self._pos += 1
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if image is None:
+                unreadable_in_a_row += 1
+                if unreadable_in_a_row >= len(self._files):  # a whole pass: looping would spin forever
+                    raise SourceError(f"{self.folder}: no readable images ({len(self._files)} unreadable)")
                 log.warning("skipping unreadable image %s", path)
                 continue
             frame = _to_frame(image, self._index / self.cfg.fps, self._index)
@@ -213,26 +220,28 @@ class ReconnectingSource:
     ``read`` returns None only when the wrapped (non-live) source ends or ``stop()`` was called.
     """
 
-    def __init__(self, inner: FrameSource, cfg: SourceConfig, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, inner: FrameSource, cfg: SourceConfig, sleep: Callable[[float], None] | None = None,
                  on_state: Callable[[str, str], None] | None = None):
-        self.inner, self.cfg, self._sleep = inner, cfg, sleep
+        self.inner, self.cfg = inner, cfg
         self.live = inner.live
         self.description = inner.description
         self.failures = 0
         self.reconnects = 0
-        self._stopped = False
+        self._stopped = threading.Event()
         self._open = False
         self._on_state = on_state or (lambda state, detail: None)
+        self._sleep = sleep or self._stopped.wait  # the backoff wait ends as soon as stop() is called
 
     def stop(self) -> None:
-        self._stopped = True
+        """Thread- and signal-safe: ends a backoff wait at once."""
+        self._stopped.set()
 
     def open(self) -> None:
         self._reopen()
 
     def _reopen(self) -> None:
         delay = self.cfg.reconnect_initial_s
-        while not self._stopped:
+        while not self._stopped.is_set():
             try:
                 self.inner.open()
                 self._open = True
@@ -250,7 +259,7 @@ class ReconnectingSource:
                 delay = min(delay * 2, self.cfg.reconnect_max_s)
 
     def read(self) -> Frame | None:
-        while not self._stopped:
+        while not self._stopped.is_set():
             if not self._open:
                 self._reopen()
                 continue
@@ -279,19 +288,22 @@ def _to_frame(image: np.ndarray, timestamp: float, index: int) -> Frame:
     return Frame(grey=cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), timestamp=timestamp, index=index, colour=image)
 
 
+def source_kind(cfg: SourceConfig) -> str:
+    """``cfg.type`` with ``auto`` resolved from the URI: opencv (a camera), url, folder, file or picamera2."""
+    uri = cfg.uri
+    if cfg.type != "auto":
+        return cfg.type
+    if uri.isdigit() or uri.startswith("/dev/video"):
+        return "opencv"
+    if "://" in uri:
+        return "url"
+    return "folder" if Path(uri).is_dir() else "file"
+
+
 def open_source(cfg: SourceConfig, on_state: Callable[[str, str], None] | None = None) -> ReconnectingSource:
     """Build the configured source (not yet opened), wrapped for reconnection."""
-    kind = cfg.type
+    kind = source_kind(cfg)
     uri = cfg.uri
-    if kind == "auto":
-        if uri.isdigit() or uri.startswith("/dev/video"):
-            kind = "opencv"
-        elif "://" in uri:
-            kind = "url"
-        elif Path(uri).is_dir():
-            kind = "folder"
-        else:
-            kind = "file"
     inner: FrameSource
     if kind == "picamera2":
         inner = Picamera2Source(cfg)

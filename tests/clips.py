@@ -29,7 +29,7 @@ def render_drowsy_clip(path: Path, fps: int = 15, open_s: float = 4.0, closed_s:
                        gone_s: float = 5.0, size: tuple[int, int] = (640, 480)) -> Path:
     """Eyes open, then closed, then the face leaves the frame."""
     w, h = size
-    side = 400
+    side = min(400, h - 40)
     faces = {False: cv2.resize(astronaut_bgr(False), (side, side), interpolation=cv2.INTER_AREA),
              True: cv2.resize(astronaut_bgr(True), (side, side), interpolation=cv2.INTER_AREA)}
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)

@@ -12,7 +12,7 @@ def wait_for_event(events: Path, predicate, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if events.exists():
-            for line in events.read_text().splitlines():
+            for line in events.read_text().split("\n")[:-1]:  # complete lines only: the daemon may be mid-write
                 event = json.loads(line)
                 if predicate(event):
                     return event

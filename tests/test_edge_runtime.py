@@ -149,7 +149,7 @@ def test_run_cli_reports_a_missing_model(tmp_path: Path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"source:\n  uri: {SAMPLE / 'astronaut.mp4'}\nclassifier:\n  model: {tmp_path / 'x_int8.tflite'}\n")
     assert main(["run", "--config", str(cfg)]) == 2
-    assert "x.card.json: model card not found" in capsys.readouterr().err
+    assert f"classifier.model: {tmp_path / 'x_int8.tflite'}: model file not found" in capsys.readouterr().err
 
 
 def test_bench_cli_reports_timings(capsys):

@@ -129,7 +129,8 @@ def test_api_metrics_and_preview_off_by_default(clip: Path, tmp_path: Path):
         assert running.get("/nope")[0] == 404
         status, body, _ = running.get("/api/alerts")
         assert status == 200 and set(json.loads(body)) == {"active", "recent"}
-        request = urllib.request.Request(running.url + "/api/alerts/unknown-1/ack", method="POST")
+        request = urllib.request.Request(running.url + "/api/alerts/unknown-1/ack", method="POST",
+                                         headers={"Origin": running.url})  # what the page's fetch sends
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=5)
         assert info.value.code == 404

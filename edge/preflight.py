@@ -1,0 +1,90 @@
+"""Checks of what a config names on this machine (files, secrets, certificates), before anything starts.
+
+``fer-edge validate-config`` and ``fer-edge run`` both call :func:`check`, so a missing video, folder,
+password file, token file or CA file is named with its key instead of surfacing later as a traceback.
+What only the running daemon can know (a port in use, unreadable frames) is reported by the daemon.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edge.config import AppConfig
+from edge.contract import ModelCard, ModelCardError, card_path_for, verify_model_bytes
+from edge.secrets import SecretError, read_secret
+from edge.sources import IMAGE_SUFFIXES, source_kind
+from edge.web import read_token
+
+
+def _file(key: str, path: Path | None, what: str) -> list[str]:
+    if path is None:
+        return []
+    if not Path(path).is_file():
+        return [f"{key}: {path}: {what} not found"]
+    if not os.access(path, os.R_OK):
+        return [f"{key}: {path}: {what} is not readable"]
+    return []
+
+
+def _source(cfg: AppConfig) -> list[str]:
+    kind, uri = source_kind(cfg.source), cfg.source.uri
+    if kind == "file":
+        return _file("source.uri", Path(uri), "video file")
+    if kind == "folder":
+        folder = Path(uri)
+        if not folder.is_dir():
+            return [f"source.uri: {folder}: image folder not found"]
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+            return [f"source.uri: {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})"]
+    return []
+
+
+def _model(key: str, path: Path, verify: bool) -> list[str]:
+    """The model file and its card exist, and (with ``verify``) its bytes hash to one of the card's artifacts."""
+    problems = _file(key, path, "model file")
+    if problems:
+        return problems
+    card_file = card_path_for(path)
+    try:
+        card = ModelCard.load(card_file)
+        if verify:
+            verify_model_bytes(card, card_file, path, path.read_bytes())
+    except ModelCardError as exc:
+        return [f"{key}: {exc}"]
+    return []
+
+
+def _secret(key: str, what: str, file: Path | None, credential: str | None) -> list[str]:
+    if credential and not os.environ.get("CREDENTIALS_DIRECTORY"):
+        return []  # only the service has its credentials; checked when the daemon starts
+    try:
+        read_secret(what, file, credential, key=key)
+    except SecretError as exc:
+        return [str(exc)]
+    return []
+
+
+def check(cfg: AppConfig, source: bool = True) -> list[str]:
+    """Every problem found, one line each, each starting with the config key.
+
+    ``source=False`` leaves the source to the daemon, which reports it with its start and stop events.
+    """
+    problems = _source(cfg) if source else []
+    problems += _model("classifier.model", Path(cfg.classifier.model), cfg.classifier.verify_hash)
+    if cfg.eyes.enabled:
+        problems += _model("eyes.model", Path(cfg.eyes.model), cfg.eyes.verify_hash)
+    if cfg.mqtt.enabled:
+        m = cfg.mqtt
+        key = "mqtt.password_credential" if m.password_credential else "mqtt.password_file"
+        problems += _secret(key, "MQTT password", m.password_file, m.password_credential)
+        if m.tls:
+            problems += _file("mqtt.ca_file", m.ca_file, "CA file")
+            problems += _file("mqtt.cert_file", m.cert_file, "certificate file")
+            problems += _file("mqtt.key_file", m.key_file, "key file")
+    if cfg.web.enabled and not (cfg.web.token_credential and not os.environ.get("CREDENTIALS_DIRECTORY")):
+        try:
+            read_token(cfg.web)
+        except SecretError as exc:
+            problems.append(str(exc))
+    return problems
