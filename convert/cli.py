@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from convert.parity import Thresholds
-from edge.tiebreak import DEFAULT_MARGIN_SCALE
+from edge.vision.tiebreak import DEFAULT_MARGIN_SCALE
 
 log = logging.getLogger("fer-convert")
 
@@ -46,7 +46,7 @@ def convert_model(
 ) -> dict[str, Any]:
     """Write every artifact, measure parity, update the card. Returns the report (see ``violations``).
 
-    ``margin_scale`` adds the tie-break head (pairwise logit margins, ``edge.tiebreak``) to every
+    ``margin_scale`` adds the tie-break head (pairwise logit margins, ``edge.vision.tiebreak``) to every
     artifact; None converts the model as it is. ``equalize_alpha`` applies cross-layer equalization of
     activation ranges before int8 calibration (the float function is unchanged); None skips it.
     The int8 source also has its input normalization folded into the first conv
@@ -55,9 +55,9 @@ def convert_model(
     """
     from convert.export import to_onnx, to_tflite, with_tiebreak_head
     from convert.parity import artifact_row, check_thresholds, machine_description, measure_latency_us, write_report
-    from edge.classifier import TFLiteClassifier, load_classifier
     from edge.contract import card_path_for
     from edge.golden import golden_inputs, write_golden
+    from edge.vision.classifier import TFLiteClassifier, load_classifier
 
     thresholds = thresholds or Thresholds()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
     p.add_argument("--margin-scale", type=float, default=DEFAULT_MARGIN_SCALE,
                    help="scale of the tie-break head's pairwise logit margins, which settle exact int8 top-1 "
-                        "ties (see edge/tiebreak.py); 0 leaves the head out (default: %(default)s)")
+                        "ties (see edge/vision/tiebreak.py); 0 leaves the head out (default: %(default)s)")
     p.add_argument("--equalize-alpha", type=float, default=0.5,
                    help="cross-layer equalization of activation ranges before int8 calibration, exponent 0-1 "
                         "(0.5 balances activation and weight ranges; 0 turns it off) (default: %(default)s)")

@@ -90,7 +90,7 @@ def equalize_activations(model, calibration: np.ndarray, alpha: float = 0.5):
 
 
 def with_tiebreak_head(model, scale: float = 8.0):
-    """The model with a second output of pairwise logit margins (see ``edge.tiebreak``), or None.
+    """The model with a second output of pairwise logit margins (see ``edge.vision.tiebreak``), or None.
 
     Needs the usual head, a Dense layer feeding the final Softmax; other models convert unchanged.
     The clip to [-1, 1] fuses into the fully connected op as RELU_N1_TO_1, so the int8 output range
@@ -98,7 +98,7 @@ def with_tiebreak_head(model, scale: float = 8.0):
     """
     import keras
 
-    from edge.tiebreak import margin_count, pairwise_weights
+    from edge.vision.tiebreak import margin_count, pairwise_weights
 
     last = model.layers[-1]
     logits = last.input._keras_history.operation if isinstance(last, keras.layers.Softmax) else None

@@ -135,7 +135,8 @@ def _tiebreak_lines(report: dict[str, Any]) -> list[str]:
         return ["Converted without the tie-break head: int8 top-1 ties fall to the lower class index.", ""]
     int8 = next((r for r in report["artifacts"] if r["artifact"] == "int8"), {})
     return [f"Outputs: probabilities and pairwise logit margins (scale {report['margin_scale']}, see "
-            f"`edge/tiebreak.py`). Exact int8 top-1 ties settled by the margins: {int8.get('top1_ties_settled', 0)}.",
+            f"`edge/vision/tiebreak.py`). Exact int8 top-1 ties settled by the margins: "
+            f"{int8.get('top1_ties_settled', 0)}.",
             ""]
 
 

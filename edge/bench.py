@@ -29,9 +29,9 @@ def _percentile_ms(samples: list[float], q: float) -> float:
 
 def run_bench(config_path: Path, frames: int = 300) -> dict[str, Any]:
     """Loop the configured (file/folder) source, timing each stage with the configured thread count."""
+    from edge.capture.sources import open_source
     from edge.daemon import load_classifier_for
-    from edge.pipeline import Pipeline
-    from edge.sources import open_source
+    from edge.vision.pipeline import Pipeline
 
     started = time.perf_counter()
     cfg = load_config(config_path)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.classifier import ModelLoadError
 from edge.config import DEFAULT_MODEL, ConfigError
 from edge.contract import ModelCardError
+from edge.delivery.secrets import SecretError
 from edge.errors import EXIT_BAD_INPUT, StartupError
-from edge.secrets import SecretError
+from edge.vision.classifier import ModelLoadError
 
 log = logging.getLogger("fer-edge")
 SAMPLE_CONFIG = Path(__file__).resolve().parent / "samples" / "sample.yaml"
@@ -140,9 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     import cv2
 
-    from edge.classifier import load_model_with_card
     from edge.config import DetectorConfig
-    from edge.detect import HaarFaceDetector, crop_face
+    from edge.vision.classifier import load_model_with_card
+    from edge.vision.detect import HaarFaceDetector, crop_face
 
     classifier, card = load_model_with_card(args.model, verify=not args.allow_unverified_model)
     detector = HaarFaceDetector(DetectorConfig(analysis_width=4096, min_neighbors=5, min_size=24))
@@ -245,8 +245,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    from edge.classifier import TFLiteClassifier
     from edge.golden import GOLDEN_SUFFIX, check_golden
+    from edge.vision.classifier import TFLiteClassifier
 
     golden = args.model.with_name(args.model.name.split("_int8")[0].split(".")[0] + GOLDEN_SUFFIX)
     if not golden.is_file():

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.profiles import PROFILES, RuleConfig
+from edge.monitor.profiles import PROFILES, RuleConfig
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "fer_edge_int8.tflite"
@@ -109,7 +109,7 @@ class SignalsConfig(_Strict):
 
 
 class AlertsConfig(_Strict):
-    """Which rule set runs, and per-rule overrides of its defaults (see edge/profiles.py)."""
+    """Which rule set runs, and per-rule overrides of its defaults (see edge/monitor/profiles.py)."""
 
     profile: Literal["driver", "patient", "none"] = Field("none", description="driver, patient, or none")
     subject: Literal["largest", "all"] = Field("largest", description="rules watch the largest face, or every face")

@@ -19,14 +19,14 @@ import cv2
 import numpy as np
 
 from edge import PROCESS_START, preflight
-from edge.classifier import ModelLoadError, load_model_with_card
+from edge.capture.sources import Frame, SourceError, open_source
 from edge.config import AppConfig
 from edge.contract import ModelCardError, sha256_file
+from edge.delivery.sdnotify import SystemdNotifier
 from edge.errors import StartupError
-from edge.monitor import Monitor, MonitorUpdate
-from edge.pipeline import FrameResult, Pipeline
-from edge.sdnotify import SystemdNotifier
-from edge.sources import Frame, SourceError, open_source
+from edge.monitor.monitor import Monitor, MonitorUpdate
+from edge.vision.classifier import ModelLoadError, load_model_with_card
+from edge.vision.pipeline import FrameResult, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ class Daemon:
 
     def _build_sinks(self, cfg: AppConfig) -> None:
         if cfg.mqtt.enabled:
-            from edge.mqtt import MqttPublisher
-            from edge.outbox import Outbox
+            from edge.delivery.mqtt import MqttPublisher
+            from edge.delivery.outbox import Outbox
 
             self.outbox = self.outbox or Outbox(cfg.run.resolved_state_dir() / "outbox.sqlite", cfg.mqtt.outbox_max)
             self.outbox.max_rows = cfg.mqtt.outbox_max
@@ -159,7 +159,7 @@ class Daemon:
             self.mqtt.known_rules([n for n, r in self.monitor.engine.rules.items() if r.enabled])
             self.mqtt.seed_active({a.rule: a.id for a in self.monitor.engine.active()})
         if cfg.gpio.enabled:
-            from edge.gpio import GpioAlerts
+            from edge.delivery.gpio import GpioAlerts
 
             self.gpio = GpioAlerts(cfg.gpio)
 
@@ -367,9 +367,9 @@ class Daemon:
             self.mqtt.reconcile([n for n, r in self.monitor.engine.rules.items() if r.enabled])
             self.mqtt.start()
         if cfg.web.enabled:
-            from edge.web import StatusServer
+            from edge.delivery.web import StatusServer
 
-            self.web = StatusServer(self, cfg.web)
+            self.web = StatusServer(self, self.acknowledge, cfg.web)
             self.web.start()
         self._open_source()
         next_stats = time.monotonic() + cfg.output.stats_interval_s

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edge.capture.sources import IMAGE_SUFFIXES, source_kind
 from edge.config import AppConfig
 from edge.contract import ModelCard, ModelCardError, card_path_for, verify_model_bytes
-from edge.secrets import SecretError, read_secret
-from edge.sources import IMAGE_SUFFIXES, source_kind
-from edge.web import read_token
+from edge.delivery.secrets import SecretError, read_secret
+from edge.delivery.web import read_token
 
 
 def _file(key: str, path: Path | None, what: str) -> list[str]:

@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.capture.sources import open_source
 from edge.config import AppConfig
 from edge.daemon import load_classifier_for
-from edge.monitor import Monitor
-from edge.pipeline import Pipeline
-from edge.sources import open_source
+from edge.monitor.monitor import Monitor
+from edge.vision.pipeline import Pipeline
 
 PLOTTED = ("eye_closed_prob", "perclos", "distress")
 

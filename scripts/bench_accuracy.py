@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge.bench import print_result  # noqa: E402
-from edge.classifier import load_model_with_card  # noqa: E402
+from edge.vision.classifier import load_model_with_card  # noqa: E402
 from train.datasets import default_cache_dir, load_dataset  # noqa: E402
 from train.metrics import classification_metrics  # noqa: E402
 

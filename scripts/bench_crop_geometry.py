@@ -21,9 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.classifier import load_classifier  # noqa: E402
 from edge.config import DetectorConfig  # noqa: E402
-from edge.detect import HaarFaceDetector, crop_face  # noqa: E402
+from edge.vision.classifier import load_classifier  # noqa: E402
+from edge.vision.detect import HaarFaceDetector, crop_face  # noqa: E402
 from train.datasets import default_cache_dir, load_dataset  # noqa: E402
 
 

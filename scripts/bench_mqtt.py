@@ -32,8 +32,8 @@ from broker import Broker, Recorder, free_port  # noqa: E402
 
 from edge.bench import print_result  # noqa: E402
 from edge.config import MqttConfig  # noqa: E402
-from edge.mqtt import MqttPublisher  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
+from edge.delivery.mqtt import MqttPublisher  # noqa: E402
+from edge.delivery.outbox import Outbox  # noqa: E402
 
 
 def alert(n: int) -> dict:

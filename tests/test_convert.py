@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import fer_rows
 
-from edge.classifier import TFLiteClassifier, load_classifier, load_model_with_card
 from edge.contract import ModelCard, sha256_file, verify_artifact
 from edge.golden import check_golden, golden_inputs
+from edge.vision.classifier import TFLiteClassifier, load_classifier, load_model_with_card
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_int8_margins_head_is_fused_and_follows_the_keras_logits(converted: Path
     from ai_edge_litert.interpreter import Interpreter
     from conftest import pattern_face
 
-    from edge.tiebreak import DEFAULT_MARGIN_SCALE, class_pairs
+    from edge.vision.tiebreak import DEFAULT_MARGIN_SCALE, class_pairs
 
     interp = Interpreter(model_path=str(converted / "tiny_int8.tflite"))
     sizes = sorted(int(o["shape"][-1]) for o in interp.get_output_details())

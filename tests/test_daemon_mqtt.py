@@ -14,7 +14,7 @@ from broker import Broker, Recorder, free_port
 from clips import render_drowsy_clip
 from events import wait_for_event
 
-from edge.outbox import Outbox
+from edge.delivery.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from edge.config import DetectorConfig
-from edge.detect import DetectorError, HaarFaceDetector, crop_face
+from edge.vision.detect import DetectorError, HaarFaceDetector, crop_face
 
 
 @pytest.fixture(scope="module")

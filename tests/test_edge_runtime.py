@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.classifier import ModelLoadError, load_classifier, load_model_with_card
 from edge.cli import main
 from edge.config import parse_config
 from edge.contract import FER2013_LABELS, ModelCard, ModelCardError
 from edge.daemon import Daemon, EventWriter
-from edge.detect import crop_face
 from edge.golden import check_golden
+from edge.vision.classifier import ModelLoadError, load_classifier, load_model_with_card
+from edge.vision.detect import crop_face
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -25,7 +25,7 @@ def astronaut_face() -> np.ndarray:
     from skimage import data
 
     from edge.config import DetectorConfig
-    from edge.detect import HaarFaceDetector
+    from edge.vision.detect import HaarFaceDetector
 
     grey = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
     box = HaarFaceDetector(DetectorConfig(analysis_width=512, min_size=30)).detect(grey)[0]

@@ -4,8 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import SourceConfig
-from edge.sources import (
+from edge.capture.sources import (
     FolderSource,
     Frame,
     OpenCVSource,
@@ -14,6 +13,7 @@ from edge.sources import (
     SourceError,
     open_source,
 )
+from edge.config import SourceConfig
 
 
 def write_clip(path: Path, frames: int = 12, fps: float = 10.0) -> Path:

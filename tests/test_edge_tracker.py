@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edge.config import TrackerConfig
-from edge.tracker import UNCERTAIN, IoUTracker, Track, iou, label_for
+from edge.vision.tracker import UNCERTAIN, IoUTracker, Track, iou, label_for
 
 
 def test_iou():

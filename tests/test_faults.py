@@ -96,9 +96,9 @@ def test_tls_with_a_missing_ca_file_names_it(tmp_path: Path, capsys):
     assert run_daemon(config) == (EXIT_BAD_INPUT, [line])
     # The publisher checks too (a reload or an embedding program that skips validation).
     from edge.config import MqttConfig
+    from edge.delivery.mqtt import MqttPublisher
+    from edge.delivery.outbox import Outbox
     from edge.errors import StartupError
-    from edge.mqtt import MqttPublisher
-    from edge.outbox import Outbox
 
     with pytest.raises(StartupError, match=f"mqtt.ca_file: {ca}: file not found"):
         MqttPublisher(MqttConfig(enabled=True, tls=True, ca_file=ca), Outbox(tmp_path / "o.sqlite"))

@@ -6,7 +6,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edge.config import GpioConfig
-from edge.gpio import GpioAlerts
+from edge.delivery.gpio import GpioAlerts
 
 PINS = {"buzzer_pin": 18, "info_led_pin": 22, "warning_led_pin": 23, "critical_led_pin": 24}
 

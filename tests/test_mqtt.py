@@ -14,8 +14,8 @@ import pytest
 from broker import Broker, Recorder, free_port, require_mosquitto
 
 from edge.config import MqttConfig
-from edge.mqtt import MqttConfigError, MqttPublisher
-from edge.outbox import Outbox
+from edge.delivery.mqtt import MqttConfigError, MqttPublisher
+from edge.delivery.outbox import Outbox
 
 _ids = itertools.count(1)
 
@@ -98,7 +98,8 @@ def test_availability_last_will_and_retained_state(tmp_path: Path, broker: Broke
     script.write_text(
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from edge.config import MqttConfig\nfrom edge.mqtt import MqttPublisher\nfrom edge.outbox import Outbox\n"
+        "from edge.config import MqttConfig\nfrom edge.delivery.mqtt import MqttPublisher\n"
+        "from edge.delivery.outbox import Outbox\n"
         f"cfg = MqttConfig(enabled=True, port={broker.port}, device='cam1', keepalive=5)\n"
         f"p = MqttPublisher(cfg, Outbox(Path({str(tmp_path / 'o.sqlite')!r})))\n"
         "p.start(); p.connected.wait(10)\n"
@@ -269,7 +270,7 @@ def test_password_file_auth_and_a_wrong_password(tmp_path: Path, monkeypatch):
         broker.stop()
     # The systemd credential path: $CREDENTIALS_DIRECTORY/<name>.
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    from edge.mqtt import read_password
+    from edge.delivery.mqtt import read_password
 
     assert read_password(MqttConfig(password_credential="good.txt")) == "s3cret"
     with pytest.raises(MqttConfigError, match=r"missing\.txt: cannot read the MQTT password"):

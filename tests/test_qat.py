@@ -60,7 +60,7 @@ def test_int8_emulator_reproduces_the_converter(tiny):
 
     from convert.export import to_tflite
     from convert.qat import Int8Emulator, fold_chain
-    from edge.classifier import TFLiteClassifier
+    from edge.vision.classifier import TFLiteClassifier
 
     chain = fold_chain(tiny)
     calibration, faces = _faces(140, 2), _faces(210, 3)

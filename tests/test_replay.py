@@ -63,7 +63,7 @@ def test_redetection_keeps_a_closed_eyed_face():
     from clips import astronaut_bgr
 
     from edge.config import DetectorConfig
-    from edge.detect import HaarFaceDetector
+    from edge.vision.detect import HaarFaceDetector
 
     detector = HaarFaceDetector(DetectorConfig())
     face = astronaut_bgr(eyes_closed=True, lid_shade=0.92)

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from edge.config import ConfigError, parse_config
-from edge.profiles import PROFILES, RuleConfig
-from edge.rules import RuleEngine
-from edge.signals import PresenceSignal, SubjectSignals
+from edge.monitor.profiles import PROFILES, RuleConfig
+from edge.monitor.rules import RuleEngine
+from edge.monitor.signals import PresenceSignal, SubjectSignals
 
 RATES = (5, 15, 30)
 

@@ -19,7 +19,7 @@ from events import wait_for_event
 
 from edge.config import parse_config
 from edge.daemon import Daemon
-from edge.sdnotify import SystemdNotifier
+from edge.delivery.sdnotify import SystemdNotifier
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "fer-edge.service"

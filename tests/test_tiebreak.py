@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.classifier import ModelLoadError, split_outputs
-from edge.tiebreak import break_ties, class_pairs, margin_count, pairwise_weights
+from edge.vision.classifier import ModelLoadError, split_outputs
+from edge.vision.tiebreak import break_ties, class_pairs, margin_count, pairwise_weights
 
 STEP = 1 / 256
 

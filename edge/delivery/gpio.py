@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from edge.config import GpioConfig
-from edge.profiles import SEVERITY_RANK
+from edge.monitor.profiles import SEVERITY_RANK
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge.config import MqttConfig
+from edge.delivery.outbox import Outbox
+from edge.delivery.secrets import SecretError, read_secret
 from edge.errors import StartupError
-from edge.outbox import Outbox
-from edge.secrets import SecretError, read_secret
 
 log = logging.getLogger(__name__)
 

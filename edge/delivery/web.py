@@ -23,21 +23,19 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
 from edge.config import WebConfig, is_loopback
+from edge.delivery.secrets import SecretError, read_secret
 from edge.errors import ResourceUnavailable, StartupError
-from edge.secrets import SecretError, read_secret
-
-if TYPE_CHECKING:
-    from edge.daemon import Daemon
 
 log = logging.getLogger(__name__)
-PAGE = Path(__file__).resolve().parent / "static" / "status.html"
+PAGE = Path(__file__).resolve().parent.parent / "static" / "status.html"
 COOKIE = "fer_edge_token"
 
 
@@ -131,9 +129,28 @@ def _bind(cfg: WebConfig, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTT
         raise StartupError(f"web.host: cannot listen on {where} ({exc.strerror or exc})") from None
 
 
+class StatusSnapshot(Protocol):
+    """What the page reads from the running monitor. Called from the web threads: each call returns a copy."""
+
+    def web_status(self) -> dict[str, Any]: ...
+
+    def web_alerts(self) -> dict[str, Any]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def preview_jpeg(self) -> bytes | None: ...
+
+
+Acknowledge = Callable[[str, str], None]
+"""``acknowledge(alert_id, by)`` queues an acknowledgement for the rules; safe to call from any thread."""
+
+
 class StatusServer:
-    def __init__(self, daemon: Daemon, cfg: WebConfig):
-        self.daemon = daemon
+    """Reads ``snapshot`` and calls the ``acknowledge`` it is handed; it never imports the daemon."""
+
+    def __init__(self, snapshot: StatusSnapshot, acknowledge: Acknowledge, cfg: WebConfig):
+        self.snapshot = snapshot
+        self.acknowledge = acknowledge
         self.cfg = cfg
         try:
             self.token = read_token(cfg)
@@ -160,7 +177,7 @@ class StatusServer:
             now = time.monotonic()
             if self._preview and now - self._preview[0] < 1.0 / self.cfg.preview_fps:
                 return self._preview[1]
-            jpeg = self.daemon.preview_jpeg()
+            jpeg = self.snapshot.preview_jpeg()
             if jpeg is not None:
                 self._preview = (now, jpeg)
             return jpeg
@@ -239,11 +256,11 @@ class StatusServer:
                 if url.path in ("/", "/index.html"):
                     self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8", cookie)
                 elif url.path == "/api/status":
-                    self._json(server.daemon.web_status())
+                    self._json(server.snapshot.web_status())
                 elif url.path == "/api/alerts":
-                    self._json(server.daemon.web_alerts())
+                    self._json(server.snapshot.web_alerts())
                 elif url.path == "/metrics":
-                    body = prometheus(server.daemon.stats(), server.daemon.web_alerts()["active"])
+                    body = prometheus(server.snapshot.stats(), server.snapshot.web_alerts()["active"])
                     self._send(200, body.encode(), "text/plain; version=0.0.4")
                 elif url.path == "/preview.jpg":
                     jpeg = server.preview_jpeg() if server.cfg.preview else None
@@ -269,11 +286,11 @@ class StatusServer:
                     return
                 parts = url.path.strip("/").split("/")
                 if len(parts) == 4 and parts[:2] == ["api", "alerts"] and parts[3] == "ack":
-                    known = {a["id"] for a in server.daemon.web_alerts()["active"]}
+                    known = {a["id"] for a in server.snapshot.web_alerts()["active"]}
                     if parts[2] not in known:
                         self._json({"error": f"no active alert {parts[2]!r}"}, HTTPStatus.NOT_FOUND)
                         return
-                    server.daemon.acknowledge(parts[2], by="web")
+                    server.acknowledge(parts[2], "web")
                     self._json({"id": parts[2], "queued": True}, HTTPStatus.ACCEPTED)
                 else:
                     self._json({"error": "not found"}, HTTPStatus.NOT_FOUND)

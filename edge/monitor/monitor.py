@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.config import AppConfig
-from edge.eyes import EyeReading, EyeStateEstimator
-from edge.pipeline import FaceResult, FrameResult
-from edge.rules import RuleEngine
-from edge.signals import PresenceSignal, SubjectSignals, probs_dict
+from edge.monitor.rules import RuleEngine
+from edge.monitor.signals import PresenceSignal, SubjectSignals, probs_dict
+from edge.vision.eyes import EyeReading, EyeStateEstimator
+from edge.vision.pipeline import FaceResult, FrameResult
 
 
 @dataclass

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.profiles import MONITOR_SIGNALS, SEVERITY_RANK, RuleConfig
+from edge.monitor.profiles import MONITOR_SIGNALS, SEVERITY_RANK, RuleConfig
 
 EPS = 1e-6
 

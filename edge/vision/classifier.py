@@ -3,7 +3,7 @@
 The interpreter is created once and reused for every face. All back-ends take uint8 grey crops of
 the model's input size, raw 0-255, shape (N, H, W) or (H, W), and return float32 probabilities
 (N, C); quantization and dtype handling stay inside this module. Models converted by fer-convert
-carry a second output, pairwise logit margins (see ``edge.tiebreak``), which settles exact top-1
+carry a second output, pairwise logit margins (see ``edge.vision.tiebreak``), which settles exact top-1
 ties of int8 probabilities.
 """
 
@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from edge.contract import ModelCard, ModelCardError, card_path_for, verify_model_bytes
-from edge.tiebreak import break_ties, margin_count
+from edge.vision.tiebreak import break_ties, margin_count
 
 log = logging.getLogger(__name__)
 

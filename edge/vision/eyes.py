@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.classifier import load_model_with_card
-from edge.detect import Box, cascade_path, crop_face
+from edge.vision.classifier import load_model_with_card
+from edge.vision.detect import Box, cascade_path, crop_face
 
 EYE_CENTRES = ((0.28, 0.37), (0.72, 0.37))
 EYE_SIDE = 0.28

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.classifier import Classifier
+from edge.capture.sources import Frame
 from edge.config import AppConfig
 from edge.contract import ModelCard
-from edge.detect import Box, HaarFaceDetector, crop_face
-from edge.sources import Frame
-from edge.tracker import IoUTracker, Track, iou, label_for
+from edge.vision.classifier import Classifier
+from edge.vision.detect import Box, HaarFaceDetector, crop_face
+from edge.vision.tracker import IoUTracker, Track, iou, label_for
 
 
 @dataclass

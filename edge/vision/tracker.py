@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.config import TrackerConfig
-from edge.detect import Box
+from edge.vision.detect import Box
 
 UNCERTAIN = "uncertain"
 
