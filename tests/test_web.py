@@ -159,3 +159,50 @@ def test_token_required_beyond_loopback(clip: Path, tmp_path: Path):
         assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
     finally:
         running.close()
+
+
+class FakeSnapshot:
+    """Anything with the four read methods will do: the page has no other way into the monitor."""
+
+    def web_status(self) -> dict:
+        return {"state": "running", "faces": []}
+
+    def web_alerts(self) -> dict:
+        return {"active": [{"id": "a1", "rule": "microsleep", "severity": "critical"}], "recent": []}
+
+    def stats(self) -> dict:
+        return {"frames": 7}
+
+    def preview_jpeg(self) -> bytes | None:
+        return None
+
+
+def test_status_page_reads_a_snapshot_and_acknowledges_through_the_callback_it_is_handed():
+    from edge.config import WebConfig
+    from edge.delivery.web import StatusServer
+
+    acks: list[tuple[str, str]] = []
+    server = StatusServer(FakeSnapshot(), lambda alert_id, by: acks.append((alert_id, by)),
+                          WebConfig(enabled=True, port=0))
+    server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        with urllib.request.urlopen(url + "/api/status", timeout=5) as r:
+            assert json.loads(r.read()) == {"state": "running", "faces": []}
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+            assert "fer_edge_frames_total 7.0" in r.read().decode()
+
+        def post(alert_id: str) -> int:
+            request = urllib.request.Request(f"{url}/api/alerts/{alert_id}/ack", data=b"", method="POST",
+                                             headers={"Origin": url})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert post("nope") == 404
+        assert post("a1") == 202
+        assert acks == [("a1", "web")]
+    finally:
+        server.stop()
