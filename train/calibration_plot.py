@@ -23,8 +23,8 @@ def reliability_diagram(path: Path, before: np.ndarray, after: np.ndarray, label
         width = 1.0 / bins
         filled = r["count"] > 0
         ax.bar(centers[filled], r["accuracy"][filled], width=width * 0.95, color="#4c72b0", label="accuracy")
-        ax.bar(centers[filled], (r["confidence"] - r["accuracy"])[filled], bottom=r["accuracy"][filled],
-               width=width * 0.95, color="#dd8452", alpha=0.45, label="gap to confidence")
+        ax.scatter(centers[filled], r["confidence"][filled], marker="_", s=220, color="#c44e52", linewidths=2.5,
+                   label="mean confidence", zorder=3)
         ax.plot([0, 1], [0, 1], "k--", lw=1)
         share = ax.twinx()
         share.step(r["edges"][:-1], r["count"] / r["count"].sum(), where="post", color="0.4", lw=1)
