@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge.bench import print_result  # noqa: E402
-from edge.classifier import load_model_with_card  # noqa: E402
-from edge.signals import DISTRESS_LABELS  # noqa: E402
+from edge.monitor.signals import DISTRESS_LABELS  # noqa: E402
+from edge.vision.classifier import load_model_with_card  # noqa: E402
 from train.calibration import RECORD_KEY, calibration_metrics  # noqa: E402
 from train.datasets import default_cache_dir, load_dataset  # noqa: E402
 
