@@ -1,0 +1,66 @@
+"""The same training code on JAX (no TensorFlow importable) and TensorFlow: a JAX-trained model loads and
+converts under TensorFlow with parity, and the augmentation stream has the same properties on both."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("jax")
+
+WORKER = Path(__file__).with_name("backend_worker.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _on_jax(*args: str) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), os.environ.get("PYTHONPATH", "")]), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(WORKER), *args], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def test_augmentation_is_seeded_and_fresh_every_epoch_on_both_backends():
+    from backend_worker import augmentation_properties
+
+    expected = dict.fromkeys(augmentation_properties(), True)
+    assert augmentation_properties() == expected  # TensorFlow, this process
+    assert _on_jax("augment") == expected
+
+
+def test_jax_trained_model_resumes_then_loads_and_converts_under_tensorflow(tmp_path: Path):
+    import keras
+
+    from convert.cli import main as convert_main
+    from edge.contract import ModelCard
+
+    result = _on_jax("fit", str(tmp_path))
+    assert result["backend"] == "jax" and not result["tensorflow_imported"]
+    assert result["state"]["epoch"] == 6 and "jax" in result["state"]["device"]
+    assert result["state"]["best_val_accuracy"] > 0.6  # chance is 1/7
+    with open(tmp_path / "run" / "history.csv") as fh:
+        assert [line.split(",")[0] for line in fh.read().splitlines()[1:]] == [str(e) for e in range(6)]
+
+    assert keras.backend.backend() == "tensorflow"
+    model = keras.models.load_model(tmp_path / "models" / "tiny.keras", compile=False)
+    probs = model.predict(np.load(tmp_path / "probe.npy"), verbose=0)
+    np.testing.assert_allclose(probs, np.load(tmp_path / "jax_probs.npy"), atol=1e-5)
+
+    out = tmp_path / "converted"
+    shutil.copytree(tmp_path / "models", out)
+    code = convert_main([str(out / "tiny.keras"), "--data", str(tmp_path / "data"), "--calibration-size", "140",
+                         "--latency-runs", "5", "--no-onnx", "--cache-dir", str(tmp_path / "cache"),
+                         "--max-int8-drop", "3.0", "--min-agreement", "0.95", "--min-float-agreement", "0.97"])
+    assert code == 0  # parity passed
+    parity = ModelCard.load(out / "tiny.card.json").metrics["parity"]
+    assert parity["int8"]["agreement_with_keras"] >= 0.95
