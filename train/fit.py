@@ -375,6 +375,32 @@ def _epoch_callback(run_dir: Path, state: RunState, patience: int, snapshot_from
     return EpochCheckpoint()
 
 
+def _time_budget(seconds: float):
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        """Stops at an epoch end when one more epoch (the slowest so far) would overrun ``seconds``."""
+
+        def __init__(self):
+            super().__init__()
+            self.started = time.monotonic()
+            self.epoch_started = self.started
+            self.slowest = 0.0
+            self.stopped = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            self.slowest = max(self.slowest, now - self.epoch_started)
+            if now - self.started + self.slowest > seconds:
+                log.info("time budget of %.0f s reached after epoch %d; --resume continues", seconds, epoch + 1)
+                self.model.stop_training = self.stopped = True
+
+    return TimeBudget()
+
+
 def train(
     cfg: FitConfig,
     dataset: Dataset,
@@ -383,11 +409,14 @@ def train(
     resume: bool = False,
     new_horizon: int | None = None,
     verbose: int | None = None,
+    time_limit_s: float | None = None,
 ) -> Path:
     """Train (or continue) a run. Returns the run directory; ``best.keras`` holds the selected model.
 
     ``new_horizon`` (with ``resume``) moves the end of the run to that many epochs: the saved config and the
     optimizer's cosine schedule are updated, so the remaining epochs anneal to the new end.
+    ``time_limit_s`` stops the run after the last epoch that is expected to end within that many seconds
+    (a window on a borrowed GPU); ``--resume`` continues it.
     """
     import keras
 
@@ -489,13 +518,17 @@ def train(
 
     callbacks = [*extra_callbacks, keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
                  _epoch_callback(run_dir, state, cfg.patience, snapshot_from=cfg.epochs - cfg.snapshots + 1)]
+    budget = _time_budget(time_limit_s) if time_limit_s is not None else None
+    if budget is not None:
+        callbacks.append(budget)
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=8, mode="max"))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
               callbacks=callbacks, verbose=verbose, **fit_kwargs)
-    state.save(finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    if budget is None or not budget.stopped:
+        state.save(finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     return run_dir
 
 
