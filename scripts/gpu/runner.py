@@ -80,11 +80,15 @@ def pack(run_dir: Path, out: Path) -> int:
     """``$OUT/<name>.tar`` from the run directory, dropping checkpoints that would exceed a returned file."""
     members = [run_dir / n for n in RUN_FILES if (run_dir / n).is_file()]
     members += sorted(p for p in (run_dir / "model").glob("*") if p.name.endswith(MODEL_SUFFIXES))
-    while members and sum(p.stat().st_size for p in members) > MAX_FILE_BYTES:
-        big = max((p for p in members if p.suffix == ".keras"), key=lambda p: p.stat().st_size, default=None)
-        if big is None:
+    # Over the limit, drop first what can be rebuilt (the inference export of best.keras), keep last.keras
+    # (resume) longest: an edgefer run's two checkpoints with SGD momentum (~7 MB each) fit; a larger
+    # network's come back as its exported model, card and soft targets only.
+    droppable = [*sorted((run_dir / "model").glob("*.keras")), run_dir / "best.keras", run_dir / "last.keras"]
+    for path in droppable:
+        if sum(p.stat().st_size for p in members) <= MAX_FILE_BYTES:
             break
-        members.remove(big)
+        if path in members:
+            members.remove(path)
     tmp = out / f"{run_dir.name}.tar.tmp"
     with tarfile.open(tmp, "w") as tar:
         for path in members:
