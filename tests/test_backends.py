@@ -64,3 +64,28 @@ def test_jax_trained_model_resumes_then_loads_and_converts_under_tensorflow(tmp_
     assert code == 0  # parity passed
     parity = ModelCard.load(out / "tiny.card.json").metrics["parity"]
     assert parity["int8"]["agreement_with_keras"] >= 0.95
+
+
+def test_precomputed_distillation_targets_match_the_online_ones_on_clean_faces(tiny_model_dir: Path, tmp_path: Path):
+    from conftest import TINY_ARCH
+
+    from train.augment import AugmentConfig
+    from train.datasets import load_fer2013_csv
+    from train.fit import FitConfig, load_teacher, teacher_targets, train
+    from train.pipeline import precompute_soft_targets
+
+    teacher_path = str(tiny_model_dir / "models" / "tiny.keras")
+    teacher = load_teacher(teacher_path, 7)
+    images = np.random.default_rng(4).integers(0, 256, (10, 48, 48)).astype(np.uint8)
+    soft = precompute_soft_targets([teacher], images, temperature=2.0, batch_size=4)
+    online = teacher_targets([teacher], images[..., None].astype(np.float32), np.zeros((10, 7), np.float32),
+                             alpha=1.0, temperature=2.0)
+    np.testing.assert_allclose(soft, np.asarray(online), atol=1e-5)
+    assert not np.allclose(soft, soft[:1])  # per face, not one distribution for all
+
+    dataset = load_fer2013_csv(tiny_model_dir / "data" / "fer2013" / "fer2013.csv.gz")
+    cfg = FitConfig(epochs=2, batch_size=16, lr=0.02, warmup_epochs=0, label_smoothing=0.0,
+                    augment=AugmentConfig.none(), arch_kwargs=TINY_ARCH, teachers=[teacher_path],
+                    kd_targets="precomputed", kd_temperature=2.0)
+    state = json.loads((train(cfg, dataset, tmp_path / "student", verbose=0) / "state.json").read_text())
+    assert state["config"]["kd_targets"] == "precomputed" and state["best_val_accuracy"] > 0.6
