@@ -69,13 +69,10 @@ def teacher_probs(teachers: Sequence[Any], x: Any, states: Sequence[tuple[list, 
 def precompute_soft_targets(teachers: Sequence[Any], images: np.ndarray, temperature: float,
                             batch_size: int = 512) -> np.ndarray:
     """The teachers' softened, flip-averaged distribution on each clean training face (float32, N x C)."""
-    states = [_teacher_state(t) for t in teachers]
-    step = _compile(lambda x, s: soften(teacher_probs(teachers, x, s), temperature))
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = ops.cast(ops.convert_to_tensor(images[start : start + batch_size]), "float32")[..., None]
-        out.append(ops.convert_to_numpy(step(x, states)))
-    return np.concatenate(out).astype(np.float32)
+    x = images[..., None].astype(np.float32)
+    probs = [teacher.predict(view, batch_size=batch_size, verbose=0)
+             for teacher in teachers for view in (x, x[:, :, ::-1])]
+    return np.asarray(ops.convert_to_numpy(soften(probs, temperature)), dtype=np.float32)
 
 
 class DeviceBatches(keras.utils.PyDataset):
