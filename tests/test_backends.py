@@ -89,3 +89,20 @@ def test_precomputed_distillation_targets_match_the_online_ones_on_clean_faces(t
                     kd_targets="precomputed", kd_temperature=2.0)
     state = json.loads((train(cfg, dataset, tmp_path / "student", verbose=0) / "state.json").read_text())
     assert state["config"]["kd_targets"] == "precomputed" and state["best_val_accuracy"] > 0.6
+
+
+def test_a_time_budget_stops_at_an_epoch_end_and_leaves_the_run_resumable(tmp_path: Path):
+    from conftest import TINY_ARCH, fer_rows, write_fer_csv
+
+    from train.augment import AugmentConfig
+    from train.datasets import load_fer2013_csv
+    from train.fit import FitConfig, train
+
+    dataset = load_fer2013_csv(write_fer_csv(tmp_path / "f.csv", rows=fer_rows({"Training": 64, "PublicTest": 14})))
+    cfg = FitConfig(epochs=3, batch_size=16, warmup_epochs=0, augment=AugmentConfig.none(), arch_kwargs=TINY_ARCH)
+    run_dir = train(cfg, dataset, tmp_path / "run", verbose=0, time_limit_s=0.01)
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 1 and "finished" not in state  # the runner resumes runs that are not finished
+    train(cfg, dataset, run_dir, resume=True, verbose=0)
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 3 and "finished" in state
