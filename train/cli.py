@@ -109,10 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="distil from this trained model (repeat for an ensemble; probabilities averaged)")
     fit.add_argument("--kd-alpha", type=float, default=0.7, help="weight of the teacher distribution in the target")
     fit.add_argument("--kd-temperature", type=float, default=3.0, help="softening of the teacher distribution")
-    fit.add_argument("--kd-targets", choices=["online", "precomputed"], default="precomputed",
-                     help="precomputed: one pass of the teachers over the clean training faces before training, "
-                          "no teacher in the step (measured faster for any run over ~1 epoch); online: the "
-                          "teachers see every augmented batch (how runs before this option distilled)")
+    fit.add_argument("--kd-targets", choices=["online", "precomputed"], default="online",
+                     help="online: the teachers see every augmented batch (the recipe behind the shipped model); "
+                          "precomputed: one pass of the teachers over the clean training faces before training, "
+                          "no teacher in the step (faster for any run over ~1 epoch; its accuracy is not yet "
+                          "measured against online)")
     fit.add_argument("--no-mixed-precision", action="store_true",
                      help="on a GPU, train in float32 (default: float16 under TensorFlow, bfloat16 under JAX)")
     fit.add_argument("--init-from", default="", metavar="MODEL.keras",
