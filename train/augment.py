@@ -1,21 +1,25 @@
-"""Batched, vectorized augmentation for grey faces (runs in tf.data on whole batches).
+"""Batched, vectorized augmentation for grey faces, written against ``keras.ops`` (any Keras 3 backend).
 
-One projective transform per image covers rotation, scale, shift and horizontal flip in a single
-op; brightness/contrast and random erasing are elementwise. Pixels stay in the 0-255 range the
-model expects.
+One affine transform per image covers rotation, scale, shift and horizontal flip in a single op
+(``keras.ops.image.affine_transform``: ``ImageProjectiveTransformV3`` under TensorFlow, ``map_coordinates``
+under JAX); brightness/contrast and random erasing are elementwise. Pixels stay in the 0-255 range the
+model expects. The same function runs inside ``tf.data`` under TensorFlow and inside a jitted batch
+function on the accelerator under JAX (``train.pipeline``).
 
-Every draw is stateless, from a per-batch seed that the input pipeline changes every epoch
-(``train.fit.make_tf_dataset``). Stateful ``tf.random`` ops inside ``Dataset.map`` restart their
-sequence with each new iterator, so under a global seed every epoch would reuse the previous epoch's
-augmentation draws, batch position by batch position.
+Every draw is stateless, from a per-batch seed that the input pipeline changes every batch and epoch.
+Stateful random ops inside ``Dataset.map`` restart their sequence with each new iterator, so under a
+global seed every epoch would reuse the previous epoch's augmentation draws, batch position by batch
+position.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-import tensorflow as tf
+import keras
+from keras import ops
 
 
 @dataclass(frozen=True)
@@ -35,89 +39,101 @@ class AugmentConfig:
         return cls(False, 0.0, (1.0, 1.0), 0.0, 0.0, (1.0, 1.0), 0.0)
 
 
+def as_seed(seed: Any) -> Any:
+    """A stateless seed tensor, shape [2], in the backend's seed dtype (int64 for TF, uint32 for JAX)."""
+    return ops.cast(ops.convert_to_tensor(seed), "int64" if _tensorflow() else "uint32")
+
+
+def _tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
+def _stateless_uniform(shape, low, high, dtype: str, seed: Any) -> Any:
+    # keras.random takes a seed tensor under JAX only; TensorFlow's own stateless op takes one in any graph.
+    if _tensorflow():
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(shape, seed, low, high, dtype=dtype)
+    return keras.random.randint(shape, low, high, dtype=dtype, seed=seed) if dtype == "int32" else \
+        keras.random.uniform(shape, low, high, dtype=dtype, seed=seed)
+
+
 class _Draws:
-    """Independent stateless uniform draws from one seed: the i-th call folds i into it."""
+    """Independent stateless uniform draws from one seed: each call splits a fresh seed off the chain."""
 
-    def __init__(self, seed: tf.Tensor):
-        self._seed = seed
-        self._count = 0
+    def __init__(self, seed: Any):
+        self._seed = as_seed(seed)
 
-    def uniform(self, shape, low: float = 0.0, high: float = 1.0) -> tf.Tensor:
-        seed = tf.random.experimental.stateless_fold_in(self._seed, self._count)
-        self._count += 1
-        return tf.random.stateless_uniform(shape, seed, low, high)
+    def _next(self) -> Any:
+        pair = _stateless_uniform((2, 2), 0, 2**31 - 1, "int32", self._seed)
+        self._seed = as_seed(pair[0])
+        return as_seed(pair[1])
+
+    def uniform(self, shape, low: float = 0.0, high: float = 1.0) -> Any:
+        return _stateless_uniform(shape, low, high, "float32", self._next())
 
 
-def _affine_params(batch: tf.Tensor, size: float, cfg: AugmentConfig, draws: _Draws) -> tf.Tensor:
+def _affine_params(n: Any, size: float, cfg: AugmentConfig, draws: _Draws) -> Any:
     """Inverse-mapping transforms (output -> input pixel), one 8-vector per image."""
-    n = tf.shape(batch)[0]
-    angle = draws.uniform([n], -1.0, 1.0) * (cfg.max_rotation_deg * math.pi / 180.0)
-    scale = draws.uniform([n], cfg.scale_range[0], cfg.scale_range[1])
-    shift_x = draws.uniform([n], -1.0, 1.0) * cfg.max_shift * size
-    shift_y = draws.uniform([n], -1.0, 1.0) * cfg.max_shift * size
-    flip = tf.cast(draws.uniform([n]) < 0.5, tf.float32) if cfg.flip else tf.zeros([n])
+    angle = draws.uniform((n,), -1.0, 1.0) * (cfg.max_rotation_deg * math.pi / 180.0)
+    scale = draws.uniform((n,), cfg.scale_range[0], cfg.scale_range[1])
+    shift_x = draws.uniform((n,), -1.0, 1.0) * cfg.max_shift * size
+    shift_y = draws.uniform((n,), -1.0, 1.0) * cfg.max_shift * size
+    flip = ops.cast(draws.uniform((n,)) < 0.5, "float32") if cfg.flip else ops.zeros((n,))
     sign = 1.0 - 2.0 * flip  # -1 mirrors x
     c = (size - 1.0) / 2.0
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
     # input = R(-a)/s * (output - c - shift) with x mirrored, + c
     a0, a1 = cos * sign, sin
     b0, b1 = -sin * sign, cos
     a2 = c - a0 * (c + shift_x) - a1 * (c + shift_y)
     b2 = c - b0 * (c + shift_x) - b1 * (c + shift_y)
-    zeros = tf.zeros([n])
-    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    zeros = ops.zeros_like(angle)
+    return ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
 
 
-def _random_erase(images: tf.Tensor, cfg: AugmentConfig, draws: _Draws) -> tf.Tensor:
-    shape = tf.shape(images)
-    n, h, w = shape[0], shape[1], shape[2]
-    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-    area = draws.uniform([n], cfg.erase_area[0], cfg.erase_area[1]) * hf * wf
-    log_r = draws.uniform([n], math.log(cfg.erase_aspect[0]), math.log(cfg.erase_aspect[1]))
-    ratio = tf.exp(log_r)
-    eh = tf.minimum(tf.sqrt(area * ratio), hf)
-    ew = tf.minimum(tf.sqrt(area / ratio), wf)
-    y0 = draws.uniform([n]) * (hf - eh)
-    x0 = draws.uniform([n]) * (wf - ew)
-    ys = tf.range(hf)[None, :, None]
-    xs = tf.range(wf)[None, None, :]
-    inside = (
-        (ys >= y0[:, None, None])
-        & (ys < (y0 + eh)[:, None, None])
-        & (xs >= x0[:, None, None])
-        & (xs < (x0 + ew)[:, None, None])
+def _random_erase(images: Any, n: Any, h: int, w: int, cfg: AugmentConfig, draws: _Draws) -> Any:
+    hf, wf = float(h), float(w)
+    area = draws.uniform((n,), cfg.erase_area[0], cfg.erase_area[1]) * hf * wf
+    ratio = ops.exp(draws.uniform((n,), math.log(cfg.erase_aspect[0]), math.log(cfg.erase_aspect[1])))
+    eh = ops.minimum(ops.sqrt(area * ratio), hf)
+    ew = ops.minimum(ops.sqrt(area / ratio), wf)
+    y0 = draws.uniform((n,)) * (hf - eh)
+    x0 = draws.uniform((n,)) * (wf - ew)
+    ys = ops.reshape(ops.arange(h, dtype="float32"), (1, h, 1))
+    xs = ops.reshape(ops.arange(w, dtype="float32"), (1, 1, w))
+    col = lambda v: ops.reshape(v, (-1, 1, 1))  # noqa: E731
+    inside = ops.logical_and(
+        ops.logical_and(ys >= col(y0), ys < col(y0 + eh)),
+        ops.logical_and(xs >= col(x0), xs < col(x0 + ew)),
     )
-    apply = draws.uniform([n]) < cfg.erase_prob
-    mask = inside & apply[:, None, None]
-    noise = draws.uniform(tf.shape(images), 0.0, 255.0)
-    return tf.where(mask[..., None], noise, images)
+    apply = draws.uniform((n,)) < cfg.erase_prob
+    mask = ops.logical_and(inside, col(apply))
+    noise = draws.uniform(ops.shape(images), 0.0, 255.0)
+    return ops.where(ops.expand_dims(mask, -1), noise, images)
 
 
-def augment_batch(images: tf.Tensor, cfg: AugmentConfig, seed: tf.Tensor | None = None) -> tf.Tensor:
+def augment_batch(images: Any, cfg: AugmentConfig, seed: Any = None) -> Any:
     """images: float32 (N, H, W, 1) in 0-255. Returns the same shape and range.
 
-    ``seed`` (int64, shape [2]) fixes every draw; without one, a seed is drawn from the global generator.
+    ``seed`` (a [2] integer tensor or pair) fixes every draw; without one, a seed is drawn from Keras'
+    global seed generator.
     """
     if seed is None:
-        seed = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
+        seed = keras.random.randint((2,), 0, 2**31 - 1, dtype="int32")
     draws = _Draws(seed)
-    size = tf.cast(tf.shape(images)[1], tf.float32)
-    transforms = _affine_params(images, size, cfg, draws)
-    images = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=tf.shape(images)[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="REFLECT",
-    )
-    n = tf.shape(images)[0]
+    images = ops.cast(images, "float32")
+    n = ops.shape(images)[0]
+    h, w = int(images.shape[1]), int(images.shape[2])
+    transforms = _affine_params(n, float(h), cfg, draws)
+    images = ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="reflect",
+                                        data_format="channels_last")
     if cfg.contrast != (1.0, 1.0) or cfg.brightness:
-        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-        contrast = draws.uniform([n, 1, 1, 1], cfg.contrast[0], cfg.contrast[1])
-        shift = draws.uniform([n, 1, 1, 1], -1.0, 1.0) * cfg.brightness * 255.0
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        contrast = draws.uniform((n, 1, 1, 1), cfg.contrast[0], cfg.contrast[1])
+        shift = draws.uniform((n, 1, 1, 1), -1.0, 1.0) * cfg.brightness * 255.0
         images = (images - mean) * contrast + mean + shift
-    images = tf.clip_by_value(images, 0.0, 255.0)
+    images = ops.clip(images, 0.0, 255.0)
     if cfg.erase_prob > 0:
-        images = _random_erase(images, cfg, draws)
+        images = _random_erase(images, n, h, w, cfg, draws)
     return images

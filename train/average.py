@@ -78,16 +78,20 @@ def accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
 
 
 def augmented_sample(images: np.ndarray, augment: Any, size: int, seed: int = 0, batch_size: int = 256) -> np.ndarray:
-    """``size`` training faces passed through the run's augmentation, float32 (N, H, W, 1)."""
-    import tensorflow as tf
+    """``size`` training faces passed through the run's augmentation, float32 (N, H, W, 1).
+
+    Each batch's draws come from ``seed`` and the batch index (``train.pipeline.batch_seed``), on any backend.
+    """
+    import keras
 
     from train.augment import augment_batch
+    from train.pipeline import batch_seed
 
-    tf.random.set_seed(seed)
     pick = np.random.default_rng(seed).permutation(len(images))[: min(size, len(images))]
-    batches = [augment_batch(tf.constant(images[pick[i : i + batch_size]][..., None].astype(np.float32)), augment)
+    batches = [augment_batch(images[pick[i : i + batch_size]][..., None].astype(np.float32), augment,
+                             batch_seed(seed, 0, i // batch_size))
                for i in range(0, len(pick), batch_size)]
-    return np.concatenate([b.numpy() for b in batches])
+    return np.concatenate([keras.ops.convert_to_numpy(b) for b in batches])
 
 
 def average_run(run_dir: Path, dataset: Any, *, from_epoch: int, bn_samples: int = 10000, seed: int = 0) -> dict:

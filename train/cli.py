@@ -24,6 +24,7 @@ EPILOG = """examples:
   fer-train average --run-dir runs/fer_edge --from-epoch 101         # average them; kept if better on PublicTest
   fer-train export --run-dir runs/fer_edge --out models/             # publish the selected model
   fer-train fit --arch baseline_2block --name baseline_2block --epochs 40 --run-dir runs/b2 --out models/baselines
+  KERAS_BACKEND=jax fer-train fit --run-dir runs/gpu ...           # the same training on JAX (CUDA box)
   fer-train fit --dataset cew --arch eyenet --name eye_state --epochs 40 --run-dir runs/eyes --out models/
   fer-train evaluate models/fer_edge.keras --data ../shared/data
   fer-train ensemble models/teachers/*.keras --tta-flip             # what a distilled student could learn
@@ -108,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="distil from this trained model (repeat for an ensemble; probabilities averaged)")
     fit.add_argument("--kd-alpha", type=float, default=0.7, help="weight of the teacher distribution in the target")
     fit.add_argument("--kd-temperature", type=float, default=3.0, help="softening of the teacher distribution")
+    fit.add_argument("--kd-targets", choices=["online", "precomputed"], default="online",
+                     help="online: the teachers see every augmented batch (the recipe behind the shipped model); "
+                          "precomputed: one pass of the teachers over the clean training faces before training, "
+                          "no teacher in the step (faster for any run over ~1 epoch; its accuracy is not yet "
+                          "measured against online)")
+    fit.add_argument("--no-mixed-precision", action="store_true",
+                     help="on a GPU, train in float32 (default: float16 under TensorFlow, bfloat16 under JAX)")
     fit.add_argument("--init-from", default="", metavar="MODEL.keras",
                      help="start from this trained model's weights (same architecture): a warm restart with a new "
                           "schedule, e.g. --lr 0.01 --warmup-epochs 1; from a model with another class count "
@@ -218,7 +226,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         class_weight=args.class_weight, patience=args.patience, seed=args.seed, limit=args.limit,
         augment=AugmentConfig.none() if args.no_augment else AugmentConfig(), arch_kwargs=args.arch_kwargs,
         teachers=[str(p) for p in args.teacher], kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature,
-        snapshots=args.snapshots, init_from=args.init_from,
+        snapshots=args.snapshots, init_from=args.init_from, kd_targets=args.kd_targets,
+        mixed_precision=not args.no_mixed_precision,
     )
     if args.dataset == "cew" and not args.no_augment:
         cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)

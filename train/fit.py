@@ -1,4 +1,8 @@
-"""Training: tf.data input, augmentation, schedule, per-epoch checkpoints and ``--resume``.
+"""Training on any Keras 3 backend: input, augmentation, schedule, per-epoch checkpoints and ``--resume``.
+
+Under TensorFlow the input is a ``tf.data`` pipeline (the faster choice on CPU); under JAX (and any other
+backend) the data set sits on the accelerator and batches are built there (``train.pipeline``). The model,
+augmentation and losses are ``keras``/``keras.ops`` code shared by both.
 
 A run directory holds everything needed to continue a stopped run on another day or machine:
 ``last.keras`` (model + optimizer state, saved every epoch), ``best.keras`` (best PublicTest
@@ -52,6 +56,8 @@ class FitConfig:
     kd_temperature: float = 3.0  # softens the teacher's distribution (p ** (1/T), renormalized)
     snapshots: int = 0  # keep the weights of the last N epochs in snapshots/ for `fer-train average`
     init_from: str = ""  # .keras model of the same architecture whose weights start the run (warm restart)
+    kd_targets: str = "online"  # online: teachers see each augmented batch | precomputed: once per clean face
+    mixed_precision: bool = True  # on a GPU: float16 (TF) or bfloat16 (JAX) compute, float32 weights
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -96,16 +102,9 @@ def teacher_targets(teachers, x, y, alpha: float, temperature: float):
     The teachers see the same augmented images as the student, so the target follows the crop,
     rotation or erasing actually applied (online distillation, no stored logits).
     """
-    import tensorflow as tf
+    from train.pipeline import mix_targets, soften, teacher_probs
 
-    probs = []
-    for teacher in teachers:
-        probs.append(teacher(x, training=False))
-        probs.append(teacher(tf.reverse(x, axis=[2]), training=False))
-    p = tf.add_n(probs) / float(len(probs))
-    logp = tf.math.log(tf.clip_by_value(p, 1e-7, 1.0)) / temperature
-    soft = tf.nn.softmax(logp, axis=-1)
-    return (1.0 - alpha) * y + alpha * tf.cast(soft, y.dtype)
+    return mix_targets(y, soften(teacher_probs(teachers, x), temperature), alpha)
 
 
 def random_stream_seed(seed: int, start_epoch: int) -> int:
@@ -279,18 +278,45 @@ def load_initial_weights(model, path: str, labels: tuple[str, ...] | None = None
     return sha256_file(path)
 
 
-def _strategy():
+def accelerators() -> list[str]:
+    """The backend's GPU/TPU devices (``keras.distribution`` names, e.g. ``gpu:0``); empty on a CPU."""
     import keras
-    import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    if len(gpus) > 1:
-        log.info("training on %d GPUs (MirroredStrategy, mixed precision)", len(gpus))
-        return tf.distribute.MirroredStrategy()
-    log.info("training on %s", "1 GPU (mixed precision)" if gpus else f"CPU ({os.cpu_count()} cores)")
-    return tf.distribute.get_strategy()
+    return [d for d in keras.distribution.list_devices() if not d.lower().startswith("cpu")]
+
+
+def device_label() -> str:
+    import keras
+
+    found = accelerators()
+    backend = keras.backend.backend()
+    return f"GPU x{len(found)} ({backend})" if found else f"CPU x{os.cpu_count()} ({backend})"
+
+
+def _strategy(mixed_precision: bool = True):
+    """Scope for building the model: data-parallel over several accelerators, mixed precision on them.
+
+    Several devices train data-parallel through ``keras.distribution.DataParallel`` (JAX); TensorFlow keeps
+    its own ``MirroredStrategy``, the scope Keras models need under that backend.
+    """
+    import contextlib
+
+    import keras
+
+    found = accelerators()
+    if found and mixed_precision:
+        keras.mixed_precision.set_global_policy(
+            "mixed_float16" if keras.backend.backend() == "tensorflow" else "mixed_bfloat16")
+    log.info("training on %s%s", device_label(), ", mixed precision" if found and mixed_precision else "")
+    if len(found) <= 1:
+        return contextlib.nullcontext()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy().scope()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=found))
+    log.info("data parallel over %s", ", ".join(found))
+    return contextlib.nullcontext()
 
 
 class RunState:
@@ -349,6 +375,32 @@ def _epoch_callback(run_dir: Path, state: RunState, patience: int, snapshot_from
     return EpochCheckpoint()
 
 
+def _time_budget(seconds: float):
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        """Stops at an epoch end when one more epoch (the slowest so far) would overrun ``seconds``."""
+
+        def __init__(self):
+            super().__init__()
+            self.started = time.monotonic()
+            self.epoch_started = self.started
+            self.slowest = 0.0
+            self.stopped = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            self.slowest = max(self.slowest, now - self.epoch_started)
+            if now - self.started + self.slowest > seconds:
+                log.info("time budget of %.0f s reached after epoch %d; --resume continues", seconds, epoch + 1)
+                self.model.stop_training = self.stopped = True
+
+    return TimeBudget()
+
+
 def train(
     cfg: FitConfig,
     dataset: Dataset,
@@ -357,14 +409,16 @@ def train(
     resume: bool = False,
     new_horizon: int | None = None,
     verbose: int | None = None,
+    time_limit_s: float | None = None,
 ) -> Path:
     """Train (or continue) a run. Returns the run directory; ``best.keras`` holds the selected model.
 
     ``new_horizon`` (with ``resume``) moves the end of the run to that many epochs: the saved config and the
     optimizer's cosine schedule are updated, so the remaining epochs anneal to the new end.
+    ``time_limit_s`` stops the run after the last epoch that is expected to end within that many seconds
+    (a window on a borrowed GPU); ``--resume`` continues it.
     """
     import keras
-    import tensorflow as tf
 
     from train.models import build_model
 
@@ -399,22 +453,44 @@ def train(
         train_split = SplitData(train_split.images[pick], train_split.labels[pick],
                                 None if train_split.soft is None else train_split.soft[pick])
     weights = class_weights(train_split.labels, num_classes, cfg.class_weight)
-    teachers = [load_teacher(path, num_classes) for path in cfg.teachers]
-    train_ds = make_tf_dataset(
-        train_split.images, _targets(train_split, num_classes, cfg.soft_labels), weights[train_split.labels],
-        cfg.batch_size, training=True, augment=cfg.augment, seed=stream_seed,
-        teachers=teachers, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
-    )
-    val_ds = make_tf_dataset(
-        select_split.images, _targets(select_split, num_classes, False), np.ones(len(select_split), np.float32),
-        256, training=False, augment=cfg.augment, seed=cfg.seed,
-    )
     steps_per_epoch = len(train_split) // cfg.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {cfg.batch_size} exceeds the {len(train_split)} training rows")
+    if cfg.kd_targets not in ("online", "precomputed"):
+        raise ValueError(f"kd_targets must be online or precomputed, not {cfg.kd_targets!r}")
 
-    strategy = _strategy()
-    with strategy.scope():
+    strategy = _strategy(cfg.mixed_precision)  # before any data or teacher reaches the devices
+    train_targets = _targets(train_split, num_classes, cfg.soft_labels)
+    teachers = [load_teacher(path, num_classes) for path in cfg.teachers]
+    if teachers and cfg.kd_targets == "precomputed":
+        from train.pipeline import mix_targets, precompute_soft_targets
+
+        soft = precompute_soft_targets(teachers, train_split.images, cfg.kd_temperature)
+        train_targets = np.asarray(keras.ops.convert_to_numpy(mix_targets(train_targets, soft, cfg.kd_alpha)))
+        log.info("precomputed the teachers' targets on %d training faces", len(train_targets))
+        teachers = []
+    select_targets = _targets(select_split, num_classes, False)
+    fit_kwargs: dict[str, Any] = {}
+    if keras.backend.backend() == "tensorflow":
+        train_ds = make_tf_dataset(
+            train_split.images, train_targets, weights[train_split.labels],
+            cfg.batch_size, training=True, augment=cfg.augment, seed=stream_seed,
+            teachers=teachers, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
+        )
+        val_ds = make_tf_dataset(select_split.images, select_targets, np.ones(len(select_split), np.float32),
+                                 256, training=False, augment=cfg.augment, seed=cfg.seed)
+        extra_callbacks = []
+    else:
+        from train.pipeline import DeviceBatches, epoch_setter
+
+        train_ds = DeviceBatches(train_split.images, train_targets, weights[train_split.labels], cfg.batch_size,
+                                 augment=cfg.augment, seed=stream_seed, teachers=teachers, kd_alpha=cfg.kd_alpha,
+                                 kd_temperature=cfg.kd_temperature, epoch=initial_epoch)
+        val_ds = (select_split.images.astype(np.float32)[..., None], select_targets)
+        fit_kwargs = {"validation_batch_size": 256, "shuffle": False}
+        extra_callbacks = [epoch_setter(train_ds)]
+
+    with strategy:
         if resume:
             _schedule_class()
             model = keras.models.load_model(run_dir / "last.keras")
@@ -434,21 +510,25 @@ def train(
             state.save(config=cfg.to_dict(), epoch=0, labels=list(dataset.labels), dataset=dataset.name,
                        source=dataset.source, parameters=int(model.count_params()),
                        started=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                       device="GPU" if tf.config.list_physical_devices("GPU") else f"CPU x{os.cpu_count()}",
+                       device=device_label(),
                        init_from_sha256=init_from_sha256)
     if initial_epoch >= cfg.epochs:
         log.info("run already finished (%d epochs)", initial_epoch)
         return run_dir
 
-    callbacks = [keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+    callbacks = [*extra_callbacks, keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
                  _epoch_callback(run_dir, state, cfg.patience, snapshot_from=cfg.epochs - cfg.snapshots + 1)]
+    budget = _time_budget(time_limit_s) if time_limit_s is not None else None
+    if budget is not None:
+        callbacks.append(budget)
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=0.5, patience=8, mode="max"))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-              callbacks=callbacks, verbose=verbose)
-    state.save(finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+              callbacks=callbacks, verbose=verbose, **fit_kwargs)
+    if budget is None or not budget.stopped:
+        state.save(finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     return run_dir
 
 
