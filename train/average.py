@@ -12,32 +12,15 @@ run's best checkpoint on PublicTest (the selection split), so the report split s
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from train.rundir import SNAPSHOT_DIR, RunState, list_snapshots
+
 log = logging.getLogger(__name__)
-
-SNAPSHOT_DIR = "snapshots"
-_SNAPSHOT = re.compile(r"epoch_(\d+)\.keras$")
-
-
-def snapshot_path(run_dir: Path, epoch: int) -> Path:
-    return run_dir / SNAPSHOT_DIR / f"epoch_{epoch:03d}.keras"
-
-
-def list_snapshots(run_dir: Path, from_epoch: int = 0) -> dict[int, Path]:
-    """Snapshots of a run by epoch (1-based), only those at or after ``from_epoch``."""
-    found = {}
-    for path in sorted((run_dir / SNAPSHOT_DIR).glob("epoch_*.keras")):
-        match = _SNAPSHOT.search(path.name)
-        if match and int(match.group(1)) >= from_epoch:
-            found[int(match.group(1))] = path
-    return found
-
 
 def average_weights(models: list[Any]) -> list[np.ndarray]:
     if not models:
@@ -102,7 +85,7 @@ def average_run(run_dir: Path, dataset: Any, *, from_epoch: int, bn_samples: int
     """
     import keras
 
-    from train.fit import SELECT_SPLIT, FitConfig, RunState, load_run_model
+    from train.fit import SELECT_SPLIT, FitConfig, load_run_model
 
     state = RunState(run_dir)
     snapshots = list_snapshots(run_dir, from_epoch)

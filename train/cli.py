@@ -186,8 +186,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _publish(run_dir: Path, out: Path, dataset) -> Path:
-    from train.fit import RunState, card_for_run, export_model
+    from train.fit import card_for_run, export_model
     from train.report import evaluate_and_report
+    from train.rundir import RunState
 
     name = RunState(run_dir).data["config"]["name"]
     out_model = out / f"{name}.keras"
@@ -199,7 +200,7 @@ def _publish(run_dir: Path, out: Path, dataset) -> Path:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from train.fit import RunState
+    from train.rundir import RunState
 
     state = RunState(args.run_dir).data
     if not (args.run_dir / "best.keras").is_file() or not state:
@@ -216,7 +217,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     name = args.name or ("eye_state" if args.dataset == "cew" else "fer_edge")
     run_dir = args.run_dir or Path("runs") / name
     if args.resume and (run_dir / "state.json").is_file():
-        from train.fit import RunState
+        from train.rundir import RunState
 
         args.dataset = RunState(run_dir).data["config"]["dataset"]  # the run decides what it trains on
     cfg = FitConfig(
@@ -263,7 +264,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 def cmd_average(args: argparse.Namespace) -> int:
     from train.average import average_run
-    from train.fit import RunState
+    from train.rundir import RunState
 
     state = RunState(args.run_dir).data
     if not state:

@@ -11,7 +11,6 @@ accuracy so far), ``state.json`` (epoch, best score, the run's config) and ``his
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ import numpy as np
 from edge.contract import ModelCard, sha256_file
 from train.augment import AugmentConfig
 from train.datasets import Dataset, SplitData
+from train.rundir import RunState, snapshot_path
 
 log = logging.getLogger(__name__)
 
@@ -319,20 +319,6 @@ def _strategy(mixed_precision: bool = True):
     return contextlib.nullcontext()
 
 
-class RunState:
-    """Reads and writes ``state.json`` in the run directory."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "state.json"
-        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
-
-    def save(self, **updates: Any) -> None:
-        self.data.update(updates)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        tmp.replace(self.path)
-
-
 def _epoch_callback(run_dir: Path, state: RunState, patience: int, snapshot_from: int):
     import keras
 
@@ -359,8 +345,6 @@ def _epoch_callback(run_dir: Path, state: RunState, patience: int, snapshot_from
             self.model.save(run_dir / "last.tmp.keras")
             (run_dir / "last.tmp.keras").replace(run_dir / "last.keras")
             if epoch + 1 >= snapshot_from:
-                from train.average import snapshot_path
-
                 snapshot = snapshot_path(run_dir, epoch + 1)
                 snapshot.parent.mkdir(exist_ok=True)
                 self.model.save(snapshot)
