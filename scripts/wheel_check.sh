@@ -73,6 +73,26 @@ python3 "$REPO/scripts/compare_outputs.py" normalize-run run.jsonl >run.expressi
 [ "$(wc -l <run.expression.jsonl)" -ge 10 ] || fail "fer-edge run wrote fewer than 10 expression events"
 echo "ok: $(wc -l <run.expression.jsonl) expression events"
 
+echo "== the same on the clip's frames as PNG files (lossless: scripts/arm64_check.sh expects them bit for bit)"
+python - "$clip" frames 60 <<'PY'
+import sys, pathlib, cv2
+cap, out = cv2.VideoCapture(sys.argv[1]), pathlib.Path(sys.argv[2])
+out.mkdir()
+for i in range(int(sys.argv[3])):
+    ok, frame = cap.read()
+    assert ok and cv2.imwrite(str(out / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+PY
+cat >frames.yaml <<'YAML'
+# The bundled sample's settings, on the clip's first frames decoded on the reference machine.
+source: {uri: frames, type: folder, fps: 15}
+detector: {every_n_frames: 2}
+output: {events: "-", every_n_frames: 5, stats_interval_s: 2}
+alerts: {profile: driver}
+YAML
+fer-edge run --config frames.yaml >frames.jsonl 2>frames.log || { tail -20 frames.log >&2; fail "fer-edge run on frames failed"; }
+python3 "$REPO/scripts/compare_outputs.py" normalize-run frames.jsonl >frames.expression.jsonl
+[ "$(wc -l <frames.expression.jsonl)" -ge 10 ] || fail "fer-edge run on frames wrote fewer than 10 expression events"
+
 echo "== replay with the driver profile (timeline JSON and the OpenCV plot)"
 fer-edge replay "$clip" --profile driver --out replay
 if [ ! -s replay/astronaut.driver.alerts.json ] || [ ! -s replay/astronaut.driver.signals.png ]; then
@@ -80,5 +100,6 @@ if [ ! -s replay/astronaut.driver.alerts.json ] || [ ! -s replay/astronaut.drive
 fi
 
 mkdir -p "$REPO/dist/reference"
-cp face.png classify.json run.expression.jsonl version.txt "$REPO/dist/reference/"
+cp -r face.png classify.json run.expression.jsonl frames frames.yaml frames.expression.jsonl version.txt \
+  "$REPO/dist/reference/"
 echo "== wheel check passed; reference outputs in dist/reference"
