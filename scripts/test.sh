@@ -45,8 +45,12 @@ else
   echo "== $VENV is up to date with pyproject.toml"
 fi
 
+# As if activated: tests start `python` and the console scripts from PATH.
+VIRTUAL_ENV=$(cd "$VENV" && pwd)
+export VIRTUAL_ENV PATH=$VIRTUAL_ENV/bin:$PATH
+
 echo "== ruff"
-"$VENV/bin/python" -m ruff check .
+python -m ruff check .
 
 echo "== pytest"
-exec "$VENV/bin/python" -m pytest "$@"
+exec python -m pytest "$@"
