@@ -125,7 +125,7 @@ meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
 print("\n".join(sorted(l for l in z.read(meta).decode().splitlines() if l.startswith("Requires-Dist:") and "extra ==" not in l)))
 PY
 )
-  stamp=$(printf '%s\n%s\n' "$QEMU_CPU" "$deps" | sha256sum | cut -c1-16)
+  stamp=$(printf '%s\n' "$deps" | sha256sum | cut -c1-16)
   mkdir -p "$ROOT/opt/check"
   cp "$wheel" "$ROOT/opt/check/"
   if [ "$(cat "$ROOT$VENV/.deps-stamp" 2>/dev/null)" != "$stamp" ]; then
