@@ -1,8 +1,8 @@
 """fer-edge device runtime. Never imports TensorFlow: a Pi has LiteRT, NumPy and OpenCV only.
 
-Stages in data-path order: ``capture`` -> ``vision`` -> ``monitor`` -> ``delivery``; each imports only the
-ones before it and the shared ``contract``, ``config`` and ``errors``. ``daemon``, ``preflight`` and ``cli``
-sit on top (tests/test_layers.py holds the rule).
+Stages in data-path order: ``capture`` -> ``vision`` -> ``monitor`` -> ``delivery``; each imports only
+the ones before it and the shared ``contract``, ``config``, ``errors`` and ``shipped``. ``daemon``,
+``preflight`` and ``cli`` sit on top (tests/test_layers.py holds the rule).
 """
 
 import time as _time

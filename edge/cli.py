@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.config import DEFAULT_MODEL, ConfigError
+from edge import __version__
+from edge.config import DEFAULT_MODEL, MODELS_DIR, ConfigError
 from edge.contract import ModelCardError
 from edge.delivery.secrets import SecretError
 from edge.errors import EXIT_BAD_INPUT, StartupError
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Facial-expression recognition on a Raspberry Pi or Jetson: camera -> faces -> expressions.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"fer-edge {__version__} (models: {MODELS_DIR})")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon (JSON-lines events on stdout or a file)")
     run.add_argument("--config", type=Path, default=SAMPLE_CONFIG,
@@ -204,6 +206,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for event in summary["alerts"]:
         print(f"{event['t']:9.2f} s  {event['action']:12s} {event['rule']:12s} {event['severity']:8s} "
               f"{json.dumps(event['values'])}")
+    for note in summary["notes"].values():
+        print(f"note: {note}")
     print(f"{summary['frames']} frames, {summary['duration_s']:.1f} s, {summary['alerts_raised']} alerts raised; "
           f"per hour: {summary['alerts_per_hour']}")
     print(f"wrote {summary['timeline']} and {summary['plot']}")

@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.monitor.profiles import PROFILES, RuleConfig
+from edge.shipped import models_dir
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODELS_DIR = models_dir()
 DEFAULT_MODEL = MODELS_DIR / "fer_edge_int8.tflite"
 DEFAULT_EYE_MODEL = MODELS_DIR / "eye_state_int8.tflite"
 

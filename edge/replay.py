@@ -10,8 +10,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from edge.capture.sources import open_source
-from edge.config import AppConfig
+from edge.config import AppConfig, SignalsConfig
 from edge.daemon import load_classifier_for
 from edge.monitor.monitor import Monitor
 from edge.vision.pipeline import Pipeline
@@ -56,44 +59,120 @@ def replay(video: Path, profile: str, cfg: AppConfig | None = None, out_dir: Pat
                             for sev in ("info", "warning", "critical")},
         "rules": {name: rule.model_dump() for name, rule in monitor.engine.rules.items()},
         "alerts": events,
+        "notes": panel_notes(samples, cfg.signals),
     }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = Path(video).stem
         (out_dir / f"{stem}.{profile}.alerts.json").write_text(json.dumps({**summary, "samples": samples}, indent=1))
         summary["plot"] = str(plot_timeline(samples, events, out_dir / f"{stem}.{profile}.signals.png",
-                                            f"{stem}: {profile} profile"))
+                                            f"{stem}: {profile} profile", summary["notes"]))
         summary["timeline"] = str(out_dir / f"{stem}.{profile}.alerts.json")
     return summary
 
 
-def plot_timeline(samples: list[dict[str, Any]], events: list[dict[str, Any]], path: Path, title: str) -> Path:
-    import matplotlib
+PANELS = (("eye_closed_prob", "eye closed p"), ("perclos", "PERCLOS"), ("distress", "distress"),
+          ("absent_s", "face absent (s)"))
+# BGR, matplotlib's tab: colours so the plot reads like the daemon's web page.
+SEVERITY_BGR = {"info": (180, 119, 31), "warning": (14, 127, 255), "critical": (40, 39, 214)}
+_W, _PANEL_H, _TOP, _BOTTOM, _LEFT, _RIGHT = 1000, 140, 44, 40, 60, 20
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    t = [s["t"] for s in samples]
-    rows = [("eye_closed_prob", "eye closed p"), ("perclos", "PERCLOS"), ("distress", "distress"),
-            ("absent_s", "face absent (s)")]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 7), sharex=True, dpi=90)
-    colours = {"info": "tab:blue", "warning": "tab:orange", "critical": "tab:red"}
-    for ax, (key, label) in zip(axes, rows, strict=True):
-        ax.plot(t, [s[key] if s[key] is not None else float("nan") for s in samples], lw=1.2)
-        ax.set_ylabel(label, fontsize=8)
-        ax.grid(alpha=0.3)
-        for e in events:
-            if e["action"] in ("raised", "escalated"):
-                ax.axvline(e["t"], color=colours[e["severity"]], ls="--", lw=1)
-            elif e["action"] == "cleared":
-                ax.axvline(e["t"], color="grey", ls=":", lw=1)
-    for e in events:
-        if e["action"] in ("raised", "escalated"):
-            axes[0].annotate(f"{e['rule']} {e['severity']}", (e["t"], 1.0), fontsize=7, rotation=90, va="top",
-                             color=colours[e["severity"]])
-    axes[-1].set_xlabel("input time (s)")
-    axes[0].set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def panel_notes(samples: list[dict[str, Any]], signals: SignalsConfig) -> dict[str, str]:
+    """Why a panel has no line: PERCLOS needs a minimum of eye time before it is known."""
+    notes: dict[str, str] = {}
+    duration = samples[-1]["t"] if samples else 0.0
+    step = duration / (len(samples) - 1) if len(samples) > 1 else 0.0
+    eye_s = min(duration, step * sum(s["eye_closed_prob"] is not None for s in samples))
+    if all(s["perclos"] is None for s in samples):
+        notes["perclos"] = (f"PERCLOS unknown: it needs {signals.perclos_min_coverage_s:g} s of eye time in its "
+                            f"{signals.perclos_window_s:g} s window; this recording has {eye_s:.1f} s of eye time "
+                            f"in {duration:.1f} s")
+    for key, label in PANELS:
+        if key not in notes and all(s[key] is None for s in samples):
+            notes[key] = f"{label}: no value (no face seen)"
+    return notes
+
+
+def plot_timeline(samples: list[dict[str, Any]], events: list[dict[str, Any]], path: Path, title: str,
+                  notes: dict[str, str] | None = None) -> Path:
+    """The signals against input time, one panel each, alert lines across all (OpenCV: runs on the device)."""
+    notes = notes or {}
+    height = _TOP + _PANEL_H * len(PANELS) + _BOTTOM
+    img = np.full((height, _W, 3), 255, np.uint8)
+    t_end = max((s["t"] for s in samples), default=0.0) or 1.0
+
+    def x_of(t: float) -> int:
+        return round(_LEFT + (_W - _LEFT - _RIGHT) * t / t_end)
+
+    cv2.putText(img, title, (_LEFT, 28), _FONT, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (key, label) in enumerate(PANELS):
+        top, bottom = _TOP + i * _PANEL_H + 8, _TOP + (i + 1) * _PANEL_H - 8
+        values = [s[key] for s in samples]
+        known = [v for v in values if v is not None]
+        y_max = 1.0 if key != "absent_s" else max(1.0, max(known, default=0.0) * 1.1)
+
+        def y_of(v: float, top: int = top, bottom: int = bottom, y_max: float = y_max) -> int:
+            return round(bottom - (bottom - top) * v / y_max)
+
+        cv2.rectangle(img, (_LEFT, top), (_W - _RIGHT, bottom), (160, 160, 160), 1)
+        for frac in (0.0, 0.5, 1.0):
+            y = y_of(frac * y_max)
+            cv2.line(img, (_LEFT, y), (_W - _RIGHT, y), (225, 225, 225), 1)
+            tick = f"{frac * y_max:.3g}"
+            width = cv2.getTextSize(tick, _FONT, 0.35, 1)[0][0]
+            cv2.putText(img, tick, (_LEFT - 6 - width, y + 4), _FONT, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+        cv2.putText(img, label, (_LEFT + 6, top + 16), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        run: list[tuple[int, int]] = []
+        for sample, value in zip(samples, values, strict=True):
+            if value is None:
+                _polyline(img, run)
+                run = []
+            else:
+                run.append((x_of(sample["t"]), y_of(min(value, y_max))))
+        _polyline(img, run)
+        for event in events:
+            colour = SEVERITY_BGR.get(event["severity"], (0, 0, 0))
+            if event["action"] in ("raised", "escalated"):
+                _dashed_vline(img, x_of(event["t"]), top, bottom, colour, dash=6)
+            elif event["action"] == "cleared":
+                _dashed_vline(img, x_of(event["t"]), top, bottom, (128, 128, 128), dash=2)
+        if key in notes:
+            cv2.putText(img, notes[key], (_LEFT + 10, (top + bottom) // 2), _FONT, 0.42, (60, 60, 60), 1, cv2.LINE_AA)
+    label_rows: dict[int, int] = {}
+    for event in events:
+        if event["action"] in ("raised", "escalated"):
+            x = x_of(event["t"])
+            row = label_rows[x // 120] = label_rows.get(x // 120, -1) + 1
+            cv2.putText(img, f"{event['rule']} {event['severity']}", (x + 3, _TOP + 20 + 13 * row), _FONT, 0.38,
+                        SEVERITY_BGR.get(event["severity"], (0, 0, 0)), 1, cv2.LINE_AA)
+    axis_y = _TOP + _PANEL_H * len(PANELS)
+    step = _tick_step(t_end)
+    for k in range(int(t_end / step) + 1):
+        x = x_of(k * step)
+        cv2.line(img, (x, axis_y - 8), (x, axis_y - 2), (90, 90, 90), 1)
+        cv2.putText(img, f"{k * step:g}", (x - 8, axis_y + 10), _FONT, 0.35, (90, 90, 90), 1, cv2.LINE_AA)
+    cv2.putText(img, "input time (s)", (_W // 2 - 50, height - 10), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"{path}: could not write the plot")
     return path
+
+
+def _polyline(img: np.ndarray, points: list[tuple[int, int]]) -> None:
+    if len(points) == 1:
+        cv2.circle(img, points[0], 1, (180, 90, 30), -1)
+    elif points:
+        cv2.polylines(img, [np.array(points, np.int32)], False, (180, 90, 30), 2, cv2.LINE_AA)
+
+
+def _dashed_vline(img: np.ndarray, x: int, top: int, bottom: int, colour: tuple[int, int, int], dash: int) -> None:
+    for y in range(top, bottom, 2 * dash):
+        cv2.line(img, (x, y), (x, min(y + dash, bottom)), colour, 1)
+
+
+def _tick_step(span: float) -> float:
+    """A 1-2-5 step that gives about ten ticks."""
+    raw = span / 10
+    magnitude = 10 ** np.floor(np.log10(raw))
+    return float(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))

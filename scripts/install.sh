@@ -113,7 +113,14 @@ install() {
   say "code and virtual environment in $PREFIX (edge runtime only, no TensorFlow)"
   run mkdir -p "$PREFIX/src"
   run cp -r "$SRC/edge" "$SRC/pyproject.toml" "$SRC/README.md" "$PREFIX/src/"
-  run mkdir -p "$PREFIX/src/models" "$PREFIX/src/train" "$PREFIX/src/convert"
+  run mkdir -p "$PREFIX/src/models/ferplus" "$PREFIX/src/train" "$PREFIX/src/convert"
+  # The package carries the int8 models (pyproject.toml maps edge.shipped_models onto models/).
+  for file in "$SRC"/models/*_int8.tflite "$SRC"/models/*.card.json "$SRC"/models/*.golden.csv; do
+    run cp "$file" "$PREFIX/src/models/"
+  done
+  for file in "$SRC"/models/ferplus/*_int8.tflite "$SRC"/models/ferplus/*.card.json "$SRC"/models/ferplus/*.golden.csv; do
+    run cp "$file" "$PREFIX/src/models/ferplus/"
+  done
   run cp "$SRC/train/__init__.py" "$PREFIX/src/train/"
   run cp "$SRC/convert/__init__.py" "$PREFIX/src/convert/"
   # --system-site-packages: picamera2 and libcamera come from the OS, not from PyPI.

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EDGE = ROOT / "edge"
 
-SHARED = ("edge", "edge.contract", "edge.errors", "edge.config")  # imported by every stage
+SHARED = ("edge", "edge.contract", "edge.errors", "edge.config", "edge.shipped")  # imported by every stage
 STAGES = ("edge.capture", "edge.vision", "edge.monitor", "edge.delivery")  # in data-path order
 TOP = ("edge.daemon", "edge.preflight", "edge.cli", "edge.bench", "edge.replay", "edge.golden")
 # The config schema embeds the alert rules' schema and the profiles' defaults; profiles imports nothing from edge.

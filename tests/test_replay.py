@@ -34,6 +34,41 @@ def test_driver_alerts_on_eyes_closed_then_face_gone(drowsy_clip: Path, tmp_path
     data = json.loads(Path(summary["timeline"]).read_text())
     assert data["samples"][0]["eye_closed_prob"] < 0.5 < data["samples"][int(5.0 * 15)]["eye_closed_prob"]
     assert Path(summary["plot"]).stat().st_size > 10_000
+    # The critical microsleep line crosses every panel at its input time.
+    import cv2
+    import numpy as np
+
+    from edge.replay import _LEFT, _RIGHT, SEVERITY_BGR
+
+    img = cv2.imread(summary["plot"])
+    red_columns = np.flatnonzero((img == SEVERITY_BGR["critical"]).all(axis=2).sum(axis=0) > 100)
+    expected_x = _LEFT + (img.shape[1] - _LEFT - _RIGHT) * times[("raised", "microsleep")] / summary["duration_s"]
+    assert red_columns.size and np.abs(red_columns - expected_x).max() <= 1.5, (red_columns, expected_x)
+
+
+def test_plot_needs_no_matplotlib(drowsy_clip: Path, tmp_path: Path, monkeypatch):
+    """The device install has OpenCV but no matplotlib."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # any import of it now raises ImportError
+    summary = replay(drowsy_clip, "driver", AppConfig(), tmp_path)
+    assert Path(summary["plot"]).stat().st_size > 10_000
+
+
+def test_perclos_panel_says_why_it_is_empty():
+    from edge.config import SignalsConfig
+    from edge.replay import panel_notes
+
+    short = [{"t": i / 10, "eye_closed_prob": 0.1, "perclos": None, "distress": 0.2, "absent_s": 0.0}
+             for i in range(101)]
+    notes = panel_notes(short, SignalsConfig(perclos_window_s=60, perclos_min_coverage_s=20))
+    assert notes == {"perclos": "PERCLOS unknown: it needs 20 s of eye time in its 60 s window; this recording "
+                                "has 10.0 s of eye time in 10.0 s"}
+    known = [{**s, "perclos": 0.05 if s["t"] > 5 else None} for s in short]
+    assert panel_notes(known, SignalsConfig()) == {}
+    faceless = [{**s, "eye_closed_prob": None, "perclos": None, "distress": None} for s in short]
+    notes = panel_notes(faceless, SignalsConfig())
+    assert "0.0 s of eye time" in notes["perclos"] and set(notes) == {"perclos", "eye_closed_prob", "distress"}
 
 
 def test_patient_profile_stays_quiet_on_the_same_clip(drowsy_clip: Path):
@@ -51,6 +86,7 @@ def test_replay_cli(drowsy_clip: Path, tmp_path: Path, capsys):
     assert main(["replay", str(drowsy_clip), "--profile", "driver", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "raised       microsleep" in out and "alerts raised" in out
+    assert "note: PERCLOS unknown: it needs 20 s of eye time in its 60 s window" in out
     assert (tmp_path / "drowsy.driver.signals.png").is_file()
     assert main(["replay", str(tmp_path / "none.mp4"), "--profile", "driver"]) == 2
 
