@@ -29,6 +29,8 @@ class SubjectSignals:
     closed: bool | None = None
     closed_since: float | None = None
     distress: float = 0.0
+    distress_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(DISTRESS_LABELS, 1.0))
+    distress_top_only: bool = True
     probs: dict[str, float] = field(default_factory=dict)
     _intervals: deque = field(default_factory=deque)  # (start, end, closed: bool) of known eye time
     _blinks: deque = field(default_factory=deque)  # end times of closures shorter than blink_max_s
@@ -43,7 +45,7 @@ class SubjectSignals:
         self._last_t = t
         if probs is not None:
             self.probs = probs
-            self.distress = float(sum(probs.get(label, 0.0) for label in DISTRESS_LABELS))
+            self.distress = distress_score(probs, self.distress_weights, self.distress_top_only)
         self.eye_closed_prob = eye_closed_prob
         closed = None if eye_closed_prob is None else eye_closed_prob >= self.closed_threshold
         if closed and not self.closed:
@@ -108,6 +110,19 @@ class PresenceSignal:
     def absent_s(self, t: float) -> float:
         reference = self.last_seen if self.last_seen is not None else self.started
         return 0.0 if reference is None else max(0.0, t - reference)
+
+
+def distress_score(probs: dict[str, float], weights: dict[str, float], top_only: bool = True) -> float:
+    """Weighted sum of the distress classes' probabilities; with ``top_only``, 0 unless one of them leads.
+
+    On calibrated FER2013 outputs a smiling face keeps 0.1-0.4 of its mass on sad/fear/angry, so the plain
+    sum crosses alert thresholds on laughter; requiring a distress class on top removes that (README).
+    """
+    if not probs:
+        return 0.0
+    if top_only and weights.get(max(probs, key=probs.__getitem__), 0.0) <= 0.0:
+        return 0.0
+    return float(sum(w * probs.get(label, 0.0) for label, w in weights.items()))
 
 
 def probs_dict(labels: list[str], probs: np.ndarray) -> dict[str, float]:
