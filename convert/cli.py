@@ -21,6 +21,8 @@ EPILOG = """examples:
   fer-convert models/fer_edge.keras --data ../shared/data --out models/ --qat-epochs 2   # the shipped artifacts
   fer-convert models/fer_edge.keras --out /tmp/quick --no-onnx                          # quick, no fine-tuning
   fer-convert models/eye_state.keras --out models/ --equalize-alpha 0 --qat-epochs 2
+A model whose card has no probability-calibration record first gets a temperature fitted on PublicTest and
+folded into its logit layer (train/calibration.py); the calibrated .keras is written to the output folder.
 exit status: 0 all artifacts within thresholds, 3 a threshold was violated (the report says which),
 2 bad input (model, card or data)."""
 
@@ -123,6 +125,7 @@ def convert_model(
         "onnx_opset": opset if onnx else None,
         "outputs": outputs,
         "margin_scale": margin_scale if len(outputs) == 2 else None,
+        "probability_calibration": _temperature_note(card),
         **int8_notes,
         "artifacts": rows,
         "violations": violations,
@@ -136,6 +139,13 @@ def convert_model(
     card.save(card_path_for(out_dir / f"{card.name}.keras"))
     log.info("wrote %s and %s", json_path, md_path)
     return report
+
+
+def _temperature_note(card) -> dict[str, Any] | None:
+    from train.calibration import RECORD_KEY
+
+    record = card.metrics.get(RECORD_KEY)
+    return {k: record[k] for k in ("temperature", "fitted_on", "layer", "ece_bins")} if record else None
 
 
 def _int8_source(model, with_head, dataset, calibration, equalize_alpha, qat_epochs, qat_lr, progress):
@@ -172,6 +182,18 @@ def _quantization_aware(model, source, dataset, calibration, epochs: int, lr: fl
     except QATUnsupported as exc:
         log.warning("quantization-aware fine-tuning skipped: %s", exc)
         return None, None
+
+
+def _calibrate_probabilities(model, card, dataset, out_dir: Path, skip: bool) -> None:
+    """Fold a PublicTest temperature into the float model first, so every artifact is calibrated."""
+    from train.calibration import RECORD_KEY, calibrate_and_save, is_calibrated, summary_line
+
+    if is_calibrated(card):
+        log.info("already calibrated (temperature %.4f), not re-calibrating", card.metrics[RECORD_KEY]["temperature"])
+    elif skip:
+        log.info("--no-temperature: converting without probability calibration")
+    else:
+        log.info("probability calibration: %s", summary_line(calibrate_and_save(model, card, dataset, out_dir)))
 
 
 def load_calibration_file(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -221,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPU cores; the epoch with the best int8 agreement on PublicTest is kept; 0 skips it) "
                         "(default: %(default)s)")
     p.add_argument("--qat-lr", type=float, default=1e-4, help="peak learning rate of that fine-tuning")
+    p.add_argument("--no-temperature", action="store_true",
+                   help="do not fit and fold a temperature (probability calibration on PublicTest) before converting "
+                        "a model whose card has no calibration record; a calibrated model is never re-calibrated")
     p.add_argument("--latency-runs", type=int, default=300, help="timed single-face runs per artifact")
     p.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     p.add_argument("--seed", type=int, default=0)
@@ -247,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             model = keras.models.load_model(args.model, compile=False)
         except Exception as exc:  # keras raises many types for a corrupt archive
             raise ValueError(f"{args.model}: cannot load the Keras model ({exc})") from None
+        _calibrate_probabilities(model, card, dataset, args.out or args.model.parent, args.no_temperature)
         train_split = dataset.split("Training")
         if args.calibration_data is not None:
             calibration = load_calibration_file(args.calibration_data, (card.input.height, card.input.width))
@@ -260,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=sys.stderr.isatty(),
             calibration_source=str(args.calibration_data) if args.calibration_data else "Training, class-stratified",
         )
-    except (FileNotFoundError, ModelCardError, DatasetError, ValueError) as exc:
+    except (FileNotFoundError, ModelCardError, DatasetError, ValueError) as exc:  # CalibrationError too
         print(f"fer-convert: error: {exc}", file=sys.stderr)
         return 2
     print(markdown_table(report["artifacts"]))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from train.calibration import ECE_BINS, ece, nll
 from train.metrics import classification_metrics
 
 
@@ -49,6 +50,9 @@ def artifact_row(name: str, probs: np.ndarray, reference: np.ndarray | None, lab
         "agreement_with_keras": None,
         "max_prob_diff": None,
         "latency_us_1thread": latency_us,
+        "ece": ece(probs, labels, ECE_BINS),
+        "nll": nll(probs, labels),
+        "mean_top_probability": float(np.max(probs, axis=1).mean()),
     }
     if reference is not None:
         row["agreement_with_keras"] = float(np.mean(probs.argmax(1) == reference.argmax(1)))
@@ -78,16 +82,21 @@ def check_thresholds(rows: list[dict[str, Any]], thresholds: Thresholds) -> list
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = "| artifact | file | size | accuracy | macro-F1 | agreement | max prob diff | latency (1 thread) |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    head = ("| artifact | file | size | accuracy | macro-F1 | agreement | max prob diff | ECE | NLL | "
+            "latency (1 thread) |")
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         size = f"{r['bytes'] / 1024:.0f} KiB" if r["bytes"] else "-"
         agree = f"{r['agreement_with_keras']:.4f}" if r["agreement_with_keras"] is not None else "(reference)"
         diff = f"{r['max_prob_diff']:.4f}" if r["max_prob_diff"] is not None else "-"
         lat = f"{r['latency_us_1thread']:.0f} us" if r["latency_us_1thread"] else "-"
         lines.append(f"| {r['artifact']} | {r['file'] or '-'} | {size} | {r['accuracy'] * 100:.2f}% | "
-                     f"{r['macro_f1']:.4f} | {agree} | {diff} | {lat} |")
+                     f"{r['macro_f1']:.4f} | {agree} | {diff} | {_num(r, 'ece')} | {_num(r, 'nll')} | {lat} |")
     return "\n".join(lines)
+
+
+def _num(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.4f}" if row.get(key) is not None else "-"
 
 
 def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path, Path]:
@@ -105,6 +114,7 @@ def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path
         "",
         markdown_table(report["artifacts"]),
         "",
+        *_temperature_lines(report),
         *_int8_source_lines(report),
         *_tiebreak_lines(report),
         f"Thresholds: int8 drop <= {report['thresholds']['max_int8_drop_pp']} pp, int8 agreement >= "
@@ -114,6 +124,15 @@ def write_report(out_dir: Path, name: str, report: dict[str, Any]) -> tuple[Path
     ]
     md_path.write_text("\n".join(md))
     return json_path, md_path
+
+
+def _temperature_lines(report: dict[str, Any]) -> list[str]:
+    t = report.get("probability_calibration")
+    if not t:
+        return ["No probability calibration: the probabilities are the model's own softmax.", ""]
+    return [f"Probabilities calibrated: logits divided by a temperature of {t['temperature']:.4f} fitted by minimum "
+            f"NLL on {t['fitted_on']}, folded into layer `{t['layer']}` before conversion (argmax unchanged); "
+            f"ECE uses {t['ece_bins']} equal-width bins of the top-1 probability.", ""]
 
 
 def _int8_source_lines(report: dict[str, Any]) -> list[str]:

@@ -141,6 +141,24 @@ def test_model_and_card_load_together(converted: Path):
     assert classifier.num_classes == len(card.labels) == 7
 
 
+def test_conversion_calibrates_first_and_reports_ece_per_artifact(converted: Path, tiny_model_dir: Path):
+    card = ModelCard.load(converted / "tiny.card.json")
+    record = card.metrics["probability_calibration"]
+    assert record["fitted_on"] == "PublicTest" and record["temperature"] > 0
+    assert (converted / "tiny.reliability.png").is_file()
+    assert card.artifacts["keras"]["sha256"] == sha256_file(converted / "tiny.keras")
+    assert sha256_file(converted / "tiny.keras") != sha256_file(tiny_model_dir / "models" / "tiny.keras")
+    report = json.loads((converted / "tiny.parity.json").read_text())
+    assert report["probability_calibration"]["temperature"] == record["temperature"]
+    rows = {r["artifact"]: r for r in report["artifacts"]}
+    assert set(rows) == {"keras", "float32", "float16", "int8", "onnx"}
+    for row in rows.values():
+        assert 0.0 <= row["ece"] <= 1.0 and row["nll"] > 0.0
+    assert rows["keras"]["nll"] == pytest.approx(record["after"]["PrivateTest"]["nll"], abs=1e-3)
+    assert card.metrics["parity"]["int8"]["ece"] == rows["int8"]["ece"]
+    assert "| ECE | NLL |" in (converted / "tiny.parity.md").read_text()
+
+
 def test_threshold_gate_exits_nonzero_naming_it(converted: Path, tiny_model_dir: Path, tmp_path, capsys):
     """The CLI gate, deterministically: an unreachable agreement threshold must fail with exit 3.
 
@@ -151,6 +169,7 @@ def test_threshold_gate_exits_nonzero_naming_it(converted: Path, tiny_model_dir:
 
     for f in ("tiny.keras", "tiny.card.json"):
         shutil.copy(converted / f, tmp_path)
+    keras_sha = sha256_file(tmp_path / "tiny.keras")
     black = tmp_path / "black.npy"
     np.save(black, np.zeros((64, 48, 48), np.uint8))
     code = main([str(tmp_path / "tiny.keras"), "--data", str(tiny_model_dir / "data"), "--no-onnx",
@@ -162,6 +181,10 @@ def test_threshold_gate_exits_nonzero_naming_it(converted: Path, tiny_model_dir:
     assert "threshold violated: float32 top-1 agreement" in err and "is below 1.0100" in err
     report = json.loads((tmp_path / "tiny.parity.json").read_text())
     assert report["violations"] and report["calibration"]["source"].endswith("black.npy")
+    # the copied model is already calibrated: the second conversion must not fit a temperature again
+    assert sha256_file(tmp_path / "tiny.keras") == keras_sha
+    assert (ModelCard.load(tmp_path / "tiny.card.json").metrics["probability_calibration"]
+            == ModelCard.load(converted / "tiny.card.json").metrics["probability_calibration"])
     bad_shape = tmp_path / "bad.npy"
     np.save(bad_shape, np.zeros((4, 24, 24), np.uint8))
     assert main([str(tmp_path / "tiny.keras"), "--data", str(tiny_model_dir / "data"),

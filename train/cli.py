@@ -27,6 +27,9 @@ EPILOG = """examples:
   fer-train fit --dataset cew --arch eyenet --name eye_state --epochs 40 --run-dir runs/eyes --out models/
   fer-train evaluate models/fer_edge.keras --data ../shared/data
   fer-train ensemble models/teachers/*.keras --tta-flip             # what a distilled student could learn
+  fer-train calibrate models/fer_edge.keras --out /tmp/cal           # fold a PublicTest temperature, reliability PNG
+exit status: 0 done (calibrate: also when the model is already calibrated; nothing is written then),
+2 bad input (model, card, data set, or a data set without PublicTest for calibrate).
 """
 
 
@@ -142,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     avg.add_argument("--bn-samples", type=int, default=10000, help="training faces for the BatchNorm statistics")
     _add_data_args(avg)
 
+    cal = sub.add_parser("calibrate", help="fit a temperature on PublicTest (minimum NLL), fold it into the logit "
+                         "layer, write the calibrated .keras, its card (ECE/NLL before and after) and "
+                         "<name>.reliability.png", formatter_class=_DefaultsHelpFormatter)
+    cal.add_argument("model", type=Path, help="a .keras model with its .card.json beside it")
+    _add_data_args(cal)
+    cal.set_defaults(dataset=None)
+    cal.add_argument("--out", type=Path, default=None,
+                     help="folder for the calibrated model and card (default: replace them beside the model)")
     sub.add_parser("archs", help="list the architectures in the registry with parameters and MACs")
     return parser
 
@@ -255,6 +266,24 @@ def cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge.contract import card_path_for
+    from train.calibration import RECORD_KEY, calibrate_and_save, is_calibrated, summary_line
+    from train.report import load_model_with_card
+
+    card, model = load_model_with_card(args.model)
+    if is_calibrated(card):
+        print(f"{args.model}: already calibrated (temperature {card.metrics[RECORD_KEY]['temperature']:.4f}); "
+              "nothing written")
+        return 0
+    args.dataset = args.dataset or card.data.get("dataset", "fer2013")
+    out = args.out or args.model.parent
+    record = calibrate_and_save(model, card, _load(args), out)
+    card.save(card_path_for(out / f"{card.name}.keras"))
+    print(summary_line(record))
+    return 0
+
+
 def cmd_archs(_: argparse.Namespace) -> int:
     from train.models import REGISTRY, build_model, count_macs
 
@@ -275,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print("fer-train: no --data given and ../shared/data not found", file=sys.stderr)
         return 2
     commands = {"stats": cmd_stats, "fit": cmd_fit, "evaluate": cmd_evaluate, "ensemble": cmd_ensemble,
-                "archs": cmd_archs, "export": cmd_export, "average": cmd_average}
+                "archs": cmd_archs, "export": cmd_export, "calibrate": cmd_calibrate, "average": cmd_average}
     try:
         return commands[args.command](args)
     except (DatasetError, FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
