@@ -77,7 +77,7 @@ class TrackerConfig(_Strict):
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="minimum overlap to continue a track")
     max_missed_s: float = Field(1.0, gt=0, description="a track unseen this long is dropped")
     smoothing_s: float = Field(0.5, ge=0, description="EMA time constant of the class probabilities (0 = off)")
-    uncertain_below: float = Field(0.4, ge=0, le=1, description="top smoothed probability under this is 'uncertain'")
+    uncertain_below: float = Field(0.6, ge=0, le=1, description="top smoothed probability under this is 'uncertain'")
 
 
 class OutputConfig(_Strict):

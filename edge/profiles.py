@@ -69,21 +69,21 @@ PROFILES: dict[str, dict[str, RuleConfig]] = {
             signal="absent_s", raise_at=3.0, clear_at=0.5, severity="warning", escalate_unacked_s=10.0,
             description="no face in view for >= 3 s (driver looking away or camera blocked)"),
         "distress": _rule(
-            enabled=False, signal="distress", raise_at=0.7, clear_at=0.5, onset_s=10.0, cooldown_s=60.0,
+            enabled=False, signal="distress", raise_at=0.8, clear_at=0.4, onset_s=10.0, cooldown_s=60.0,
             description="sustained distress (off by default for drivers)"),
     },
     # Bedside patient monitor. Clinical alarm studies report 72-99% of alarms as false; alarm fatigue
     # is the failure mode, so every rule has an onset delay, hysteresis and a cooldown.
     "patient": {
         "distress": _rule(
-            signal="distress", raise_at=0.6, clear_at=0.4, onset_s=10.0, critical_after_s=60.0, clear_s=5.0,
+            signal="distress", raise_at=0.6, clear_at=0.3, onset_s=10.0, critical_after_s=60.0, clear_s=5.0,
             cooldown_s=120.0, escalate_unacked_s=120.0,
             description="distress (fear+sad+angry+disgust) >= 0.6 for 10 s warning, for 60 s critical"),
         "out_of_view": _rule(
             signal="absent_s", raise_at=30.0, clear_at=1.0, severity="warning", escalate_unacked_s=120.0,
             description="patient out of view for >= 30 s"),
         "asleep": _rule(
-            signal="closure_s", raise_at=60.0, clear_at=1.0, severity="info", unless_above={"distress": 0.4},
+            signal="closure_s", raise_at=60.0, clear_at=1.0, severity="info", unless_above={"distress": 0.3},
             description="eyes closed >= 60 s with low distress: sleep, reported as info, never an alarm"),
     },
     "none": {},
