@@ -96,16 +96,16 @@ class EyesConfig(_Strict):
     model: Path = Field(DEFAULT_EYE_MODEL, description="eye-state model; its .card.json must sit beside it")
     method: Literal["geometry", "cascade"] = Field("geometry", description="how eyes are located in the face box")
     closed_threshold: float = Field(0.5, gt=0, lt=1, description="closed probability at or above this = closed")
-    min_face_px: int = Field(80, ge=0, description="faces narrower than this (full-frame pixels) have unknown eyes: "
-                             "their eye patches are smaller than the eye model's input")
+    min_face_px: int = Field(72, ge=0, description="faces narrower than this (full-frame pixels) have unknown eyes: "
+                             "their eye patches (0.28 of the face) fall below the eye model's 24-px input")
     min_patch_contrast: float = Field(6.0, ge=0, description="an eye patch whose grey-level standard deviation is "
                                       "below this shows no eye (sunglasses, glare, darkness): unknown")
     require_both: bool = Field(False, description="closed only when both eyes read closed; one open and one "
                                "closed (turned head, occlusion, wink) is unknown. Off: the mean of the two eyes")
-    smile_at: float | None = Field(0.5, gt=0, le=1, description="when the face's smoothed 'happy' probability is at "
+    smile_at: float | None = Field(0.4, gt=0, le=1, description="when the face's smoothed 'happy' probability is at "
                                    "or above this, a closed reading needs smile_closed_at (a laugh narrows the "
                                    "eyes); null turns the gate off")
-    smile_closed_at: float = Field(0.95, gt=0, le=1, description="closed probability a smiling face's eyes need "
+    smile_closed_at: float = Field(0.99, gt=0, le=1, description="closed probability a smiling face's eyes need "
                                    "to count as closed; below it they are unknown (1 = never closed)")
 
 

@@ -38,7 +38,7 @@ class EyeGate:
     closed_threshold: float = 0.5
     min_face_px: int = 0
     min_patch_contrast: float = 0.0
-    require_both: bool = True
+    require_both: bool = False
     smile_at: float | None = None  # expression-model "happy" probability from which closed needs more evidence
     smile_closed_at: float = 1.0  # the closed probability that evidence is (1.0: a smiling face is never closed)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -49,15 +50,20 @@ def background(rng: np.random.Generator) -> np.ndarray:
     return np.clip(level + 25 * smooth / max(1e-6, float(smooth.std())), 0, 255).astype(np.uint8)
 
 
+@lru_cache(maxsize=64)
+def _soft_mask(n: int) -> np.ndarray:
+    mask = np.zeros((n, n), np.float32)
+    edge = max(1, n // 12)
+    mask[edge:-edge, edge:-edge] = 1.0
+    return cv2.GaussianBlur(mask, (0, 0), max(1.0, n / 30))
+
+
 def place(frame: np.ndarray, head: np.ndarray, cx: float, cy: float) -> None:
     """Blend ``head`` into ``frame`` centred at (cx, cy) with a soft edge, in place."""
     n = head.shape[0]
     x0, y0 = round(cx - n / 2), round(cy - n / 2)
     x0, y0 = min(max(0, x0), FRAME_W - n), min(max(0, y0), FRAME_H - n)
-    mask = np.zeros((n, n), np.float32)
-    edge = max(1, n // 12)
-    mask[edge:-edge, edge:-edge] = 1.0
-    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, n / 30))
+    mask = _soft_mask(n)
     region = frame[y0 : y0 + n, x0 : x0 + n].astype(np.float32)
     frame[y0 : y0 + n, x0 : x0 + n] = (mask * head + (1 - mask) * region).astype(np.uint8)
 
@@ -161,6 +167,7 @@ def frames(runs: list[Run], fps: float, rng: np.random.Generator) -> Iterator[tu
         cx = rng.uniform(n / 2 + 8, FRAME_W - n / 2 - 8) if n + 16 < FRAME_W else FRAME_W / 2
         cy = rng.uniform(n / 2 + 4, FRAME_H - n / 2 - 4) if n + 8 < FRAME_H else FRAME_H / 2
         phase = rng.uniform(0, 2 * np.pi)
+        noise = [rng.normal(0, 2.0, bg.shape).astype(np.int16) for _ in range(4)]  # sensor noise, cycled
         for k in range(int(round(run.duration_s * fps))):
             rt = k / fps
             closed = run.closed is not None and run.closed[0] <= rt < run.closed[1]
@@ -168,7 +175,7 @@ def frames(runs: list[Run], fps: float, rng: np.random.Generator) -> Iterator[tu
             frame = bg.copy()
             # Small head motion (a few pixels, ~0.3 Hz) and sensor noise.
             place(frame, head, cx + 0.03 * n * np.sin(2.1 * rt + phase), cy + 0.02 * n * np.sin(1.3 * rt + phase))
-            noisy = frame.astype(np.int16) + rng.normal(0, 2.0, frame.shape).astype(np.int16)
+            noisy = frame.astype(np.int16) + noise[k % len(noise)]
             yield t0 + rt, np.clip(noisy, 0, 255).astype(np.uint8), run, rt
         t0 += run.duration_s
 
