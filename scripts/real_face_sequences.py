@@ -82,7 +82,7 @@ def find_eyes(head: np.ndarray) -> list[tuple[int, int, int, int]] | None:
     if len(found) < 2:
         return None
     boxes = sorted(sorted(found, key=lambda b: -b[2] * b[3])[:2], key=lambda b: b[0])
-    (lx, ly, lw, lh), (rx, ry, rw, rh) = boxes
+    (lx, ly, lw, _), (rx, ry, rw, _) = boxes
     # Plausible pair: side by side, similar size and height, not overlapping.
     if rx < lx + lw * 0.8 or abs(ly - ry) > 0.25 * lw or not 0.7 < lw / rw < 1.4:
         return None
@@ -168,7 +168,7 @@ def frames(runs: list[Run], fps: float, rng: np.random.Generator) -> Iterator[tu
         cy = rng.uniform(n / 2 + 4, FRAME_H - n / 2 - 4) if n + 8 < FRAME_H else FRAME_H / 2
         phase = rng.uniform(0, 2 * np.pi)
         noise = [rng.normal(0, 2.0, bg.shape).astype(np.int16) for _ in range(4)]  # sensor noise, cycled
-        for k in range(int(round(run.duration_s * fps))):
+        for k in range(round(run.duration_s * fps)):
             rt = k / fps
             closed = run.closed is not None and run.closed[0] <= rt < run.closed[1]
             head = run.head_closed if closed and run.head_closed is not None else run.head_open
