@@ -122,3 +122,29 @@ def test_laughing_face_with_narrowed_eyes_raises_no_microsleep():
             result = FrameResult(Frame(grey, i / 15, i), [face(1, 160, happy)], True, [1])
             raised += [e["rule"] for e in monitor.update(result).events if e["action"] == "raised"]
         assert raised == expected
+
+
+def test_benchmark_runs_show_the_closed_head_exactly_during_its_span():
+    """The alert benchmark's sequence assembly (scripts/real_face_sequences.py) on generated faces."""
+    import sys
+
+    sys.path.insert(0, str(MODELS.parent / "scripts"))
+    from real_face_sequences import FRAME_H, FRAME_W, Run, frames, paste_closed, upscale_head
+
+    rng = np.random.default_rng(0)
+    head = upscale_head(rng.integers(0, 256, (48, 48), dtype=np.uint8), 120)
+    assert head.shape == (170, 170)  # 48 + 2 x 10 padding, scaled so the face is 120 px
+    eyes = [(30, 40, 24, 24), (90, 40, 24, 24)]
+    pattern = np.tile(np.array([0, 255], np.uint8), (24, 12))  # a striped "closed eye", mean matched on paste
+    shut = paste_closed(head, eyes, [pattern] * 2, 120)
+    changed = np.argwhere(shut != head)
+    assert changed.size and changed[:, 0].max() < 80  # only the eye band changed
+    runs = [Run(head, None, 120, 1.0, None, "happy", 0), Run(head, shut, 120, 2.0, (0.5, 1.5), "closed", 1)]
+    seen = [(round(t, 3), rt, run.label) for t, grey, run, rt in frames(runs, 10.0, rng)]
+    assert len(seen) == 30 and seen[10][:2] == (1.0, 0.0) and seen[-1][0] == 2.9
+    # The same runs without the closed head, drawn from the same seed, differ exactly inside the span.
+    never = [runs[0], Run(head, None, 120, 2.0, (0.5, 1.5), "closed", 1)]
+    for (t, a, run, rt), (_, b, _, _) in zip(frames(runs, 10.0, np.random.default_rng(1)),
+                                             frames(never, 10.0, np.random.default_rng(1)), strict=True):
+        assert a.shape == (FRAME_H, FRAME_W)
+        assert (not np.array_equal(a, b)) == (run.label == "closed" and 0.5 <= rt < 1.5), (t, rt)
