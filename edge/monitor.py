@@ -40,7 +40,8 @@ class Monitor:
         s = self.cfg.signals
         return SubjectSignals(window_s=s.perclos_window_s, closed_threshold=self.cfg.eyes.closed_threshold,
                               blink_max_s=s.blink_max_s, min_coverage_s=s.perclos_min_coverage_s,
-                              distress_weights=dict(s.distress_weights), distress_top_only=s.distress_top_only)
+                              distress_weights=dict(s.distress_weights), distress_top_only=s.distress_top_only,
+                              closure_gap_s=s.closure_gap_s)
 
     def watched(self, faces: list[FaceResult]) -> list[FaceResult]:
         """The faces the rules judge: never one narrower than ``alerts.min_face_px``."""

@@ -25,6 +25,7 @@ class SubjectSignals:
     closed_threshold: float = 0.5
     blink_max_s: float = 0.5
     min_coverage_s: float = 20.0
+    closure_gap_s: float = 0.0  # open readings shorter than this do not end a closure
     eye_closed_prob: float | None = None
     closed: bool | None = None
     closed_since: float | None = None
@@ -35,6 +36,7 @@ class SubjectSignals:
     _intervals: deque = field(default_factory=deque)  # (start, end, closed: bool) of known eye time
     _blinks: deque = field(default_factory=deque)  # end times of closures shorter than blink_max_s
     _last_t: float | None = None
+    _open_since: float | None = None  # first open reading inside a closure not yet ended (closure_gap_s)
 
     def update(self, t: float, eye_closed_prob: float | None, probs: dict[str, float] | None) -> None:
         if self._last_t is not None and self.closed is not None:
@@ -48,14 +50,21 @@ class SubjectSignals:
             self.distress = distress_score(probs, self.distress_weights, self.distress_top_only)
         self.eye_closed_prob = eye_closed_prob
         closed = None if eye_closed_prob is None else eye_closed_prob >= self.closed_threshold
-        if closed and not self.closed:
-            self.closed_since = t
-        elif self.closed and closed is False and self.closed_since is not None:
-            if t - self.closed_since <= self.blink_max_s:
-                self._blinks.append(t)
-            self.closed_since = None
+        if closed:
+            if self.closed_since is None:
+                self.closed_since = t
+            self._open_since = None
+        elif closed is False and self.closed_since is not None:
+            # An open reading inside a closure ends it only once it has lasted closure_gap_s: a single
+            # misread frame must not restart a microsleep's clock.
+            if self._open_since is None:
+                self._open_since = t
+            if t - self._open_since >= self.closure_gap_s - 1e-9:
+                if self._open_since - self.closed_since <= self.blink_max_s:
+                    self._blinks.append(t)
+                self.closed_since = self._open_since = None
         elif closed is None:
-            self.closed_since = None  # unknown is never closed: the closure clock restarts
+            self.closed_since = self._open_since = None  # unknown is never closed: the closure clock restarts
         self.closed = closed
         horizon = t - self.window_s
         while self._intervals and self._intervals[0][1] <= horizon:
@@ -64,7 +73,7 @@ class SubjectSignals:
             self._blinks.popleft()
 
     def closure_s(self, t: float) -> float:
-        return t - self.closed_since if self.closed and self.closed_since is not None else 0.0
+        return t - self.closed_since if self.closed_since is not None else 0.0
 
     def perclos(self, t: float) -> float | None:
         """Share of known eye time in the window with the eyes closed; None until enough coverage."""
