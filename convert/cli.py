@@ -186,14 +186,18 @@ def _quantization_aware(model, source, dataset, calibration, epochs: int, lr: fl
 
 def _calibrate_probabilities(model, card, dataset, out_dir: Path, skip: bool) -> None:
     """Fold a PublicTest temperature into the float model first, so every artifact is calibrated."""
-    from train.calibration import RECORD_KEY, calibrate_and_save, is_calibrated, summary_line
+    from train.calibration import RECORD_KEY, CalibrationError, calibrate_and_save, is_calibrated, summary_line
 
     if is_calibrated(card):
         log.info("already calibrated (temperature %.4f), not re-calibrating", card.metrics[RECORD_KEY]["temperature"])
     elif skip:
         log.info("--no-temperature: converting without probability calibration")
     else:
-        log.info("probability calibration: %s", summary_line(calibrate_and_save(model, card, dataset, out_dir)))
+        try:
+            record = calibrate_and_save(model, card, dataset, out_dir)
+        except CalibrationError as exc:
+            raise CalibrationError(f"{exc} (--no-temperature converts without probability calibration)") from None
+        log.info("probability calibration: %s", summary_line(record))
 
 
 def load_calibration_file(path: Path, size: tuple[int, int]) -> np.ndarray:

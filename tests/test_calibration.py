@@ -166,6 +166,13 @@ def test_calibrate_cli_bad_input_is_one_line_exit_2(tiny_model_dir: Path, tmp_pa
     assert err.count("\n") == 0 and "no PublicTest split" in err
     assert not (tmp_path / "tiny.reliability.png").exists()
 
+    from convert.cli import main as convert_main
+
+    assert convert_main([str(tmp_path / "tiny.keras"), "--data", str(tmp_path / "data"), "--no-onnx",
+                         "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no PublicTest split" in err and "--no-temperature" in err
+
 
 def test_convert_hook_skips_calibrated_models_and_honours_the_flag(tiny_model_dir: Path, tmp_path: Path):
     from convert.cli import _calibrate_probabilities
