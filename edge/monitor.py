@@ -60,6 +60,8 @@ class Monitor:
             signals = self.subjects.setdefault(face.track_id, self._new_subject())
             signals.update(t, reading.closed_prob, probs)
             snapshot = signals.snapshot(t)
+            snapshot["eye_state"] = "unknown" if signals.closed is None else ("closed" if signals.closed else "open")
+            snapshot["eye_unknown_reason"] = reading.unknown_reason
             update.subjects[face.track_id] = snapshot
             update.eyes[face.track_id] = reading
             update.events.extend(self.engine.evaluate(t, snapshot, face.track_id))

@@ -120,8 +120,11 @@ def test_laughing_face_with_narrowed_eyes_raises_no_microsleep():
         grey = textured()
         for i in range(75):
             result = FrameResult(Frame(grey, i / 15, i), [face(1, 160, happy)], True, [1])
-            raised += [e["rule"] for e in monitor.update(result).events if e["action"] == "raised"]
+            update = monitor.update(result)
+            raised += [e["rule"] for e in update.events if e["action"] == "raised"]
         assert raised == expected
+        state = (update.subjects[1]["eye_state"], update.subjects[1]["eye_unknown_reason"])
+        assert state == (("unknown", "smile") if happy else ("closed", None))
 
 
 def test_benchmark_runs_show_the_closed_head_exactly_during_its_span():
