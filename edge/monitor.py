@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.config import AppConfig
+from edge.config import AppConfig, ConfigError
 from edge.eyes import EyeGate, EyeReading, EyeStateEstimator
 from edge.pipeline import FaceResult, FrameResult
 from edge.rules import RuleEngine
@@ -32,7 +32,7 @@ class Monitor:
         self.eyes = EyeStateEstimator(e.model, e.method, cfg.classifier.threads, gate) if e.enabled else None
         unknown = sorted(set(cfg.signals.distress_weights) - set(labels))
         if unknown:
-            raise ValueError(f"signals.distress_weights: {', '.join(unknown)} not among the model's labels {labels}")
+            raise ConfigError(f"signals.distress_weights: {', '.join(unknown)} not among the model's labels {labels}")
         self.presence = PresenceSignal()
         self.subjects: dict[int, SubjectSignals] = {}
 

@@ -124,8 +124,8 @@ class PresenceSignal:
 def distress_score(probs: dict[str, float], weights: dict[str, float], top_only: bool = True) -> float:
     """Weighted sum of the distress classes' probabilities; with ``top_only``, 0 unless one of them leads.
 
-    On calibrated FER2013 outputs a smiling face keeps 0.1-0.4 of its mass on sad/fear/angry, so the plain
-    sum crosses alert thresholds on laughter; requiring a distress class on top removes that (README).
+    A laughing face can keep much of its remaining mass on sad and fear (0.58-0.68 in a field recording
+    with uncalibrated outputs); requiring a distress class on top means a smile is never distress (README).
     """
     if not probs:
         return 0.0

@@ -91,7 +91,7 @@ def test_distress_weights_are_checked():
     with pytest.raises(ConfigError, match=r"signals\.distress_weights: .*weights must be in \[0, 1\]: sad"):
         parse_config({"signals": {"distress_weights": {"sad": 2.0}}})
     cfg = parse_config({"signals": {"distress_weights": {"anger": 1.0}}})
-    with pytest.raises(ValueError, match=r"signals\.distress_weights: anger not among the model.s labels"):
+    with pytest.raises(ConfigError, match=r"signals\.distress_weights: anger not among the model.s labels"):
         Monitor(cfg, LABELS)
 
 
