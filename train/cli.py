@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("model", type=Path, help="a .keras model with its .card.json beside it")
     _add_data_args(cal)
     cal.set_defaults(dataset=None)
+    next(a for a in cal._actions if a.dest == "dataset").help = "which data set to read (default: the card's)"
     cal.add_argument("--out", type=Path, default=None,
                      help="folder for the calibrated model and card (default: replace them beside the model)")
     sub.add_parser("archs", help="list the architectures in the registry with parameters and MACs")
