@@ -10,7 +10,7 @@ Rendered checks (no data needed):
 Real faces (assembled at run time from ../shared/data; ``--split PublicTest`` to choose settings,
 ``PrivateTest`` (the default) to report; nothing is stored):
 3. calm = FER2013 neutral faces, laughing = happy, talking = surprise: one face per run of ``--run-s``
-   seconds, upscaled to 96-200 px (20% of runs small, 36-72 px: people at a distance), placed on a
+   seconds, upscaled to 96-200 px (20% of runs small, 48-79 px: people at a distance), placed on a
    textured 640x360 frame with head motion and sensor noise, 15 frames/s, through the full pipeline
    under the driver and patient profiles at once. Reports alerts by rule, per hour of input, and the
    subject's eye readings (closed / open / unknown and why).
@@ -19,7 +19,7 @@ Real faces (assembled at run time from ../shared/data; ``--split PublicTest`` to
    CEW train for PublicTest), open 1.5 s: closed-eye recall per frame, false "closed" on the open
    frames, and microsleep latency after onset (closure start + raise_at).
 
-    python scripts/bench_alerts.py [--minutes 10] [--split PrivateTest] [--runs 150] [--json]
+    python scripts/bench_alerts.py [--minutes 10] [--split PrivateTest] [--runs 60] [--json]
 """
 
 from __future__ import annotations
@@ -228,9 +228,9 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder with fer2013/, eyes/cew/")
     parser.add_argument("--split", choices=("PublicTest", "PrivateTest"), default="PrivateTest",
                         help="FER2013 split (and CEW part) the real-face runs come from")
-    parser.add_argument("--runs", type=int, default=150, help="runs (distinct faces) per expression set")
-    parser.add_argument("--run-s", type=float, default=6.0, help="seconds per run")
-    parser.add_argument("--closed-runs", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=60, help="runs (distinct faces) per expression set")
+    parser.add_argument("--run-s", type=float, default=12.0, help="seconds per run (longer than the distress onset)")
+    parser.add_argument("--closed-runs", type=int, default=80)
     parser.add_argument("--sets", nargs="+", choices=(*SETS, "closed"), default=[*SETS, "closed"],
                         help="which real-face sets to run")
     parser.add_argument("--seed", type=int, default=0)
