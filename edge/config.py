@@ -101,12 +101,38 @@ class EyesConfig(_Strict):
     closed_threshold: float = Field(0.5, gt=0, lt=1, description="closed probability at or above this = closed")
     verify_hash: bool = Field(True, description="refuse an eye model whose SHA-256 is not among its card's "
                               "artifacts (false: load it anyway, with a warning)")
+    min_face_px: int = Field(72, ge=0, description="faces narrower than this (full-frame pixels) have unknown eyes: "
+                             "their eye patches (0.28 of the face) fall below the eye model's 24-px input")
+    min_patch_contrast: float = Field(6.0, ge=0, description="an eye patch whose grey-level standard deviation is "
+                                      "below this shows no eye (sunglasses, glare, darkness): unknown")
+    require_both: bool = Field(False, description="closed only when both eyes read closed; one open and one "
+                               "closed (turned head, occlusion, wink) is unknown. Off: the mean of the two eyes")
+    smile_at: float | None = Field(0.4, gt=0, le=1, description="when the face's smoothed 'happy' probability is at "
+                                   "or above this, a closed reading needs smile_closed_at (a laugh narrows the "
+                                   "eyes); null turns the gate off")
+    smile_closed_at: float = Field(0.99, gt=0, le=1, description="closed probability a smiling face's eyes need "
+                                   "to count as closed; below it they are unknown (1 = never closed)")
 
 
 class SignalsConfig(_Strict):
     perclos_window_s: float = Field(60.0, ge=5, description="rolling PERCLOS window (the literature uses 60 s)")
     perclos_min_coverage_s: float = Field(20.0, ge=0, description="PERCLOS is unknown until this much eye time")
     blink_max_s: float = Field(0.5, gt=0, description="closures up to this long count as blinks")
+    closure_gap_s: float = Field(0.2, ge=0, le=1, description="open eye readings shorter than this inside a "
+                                 "closure do not end it (a misread frame must not restart the microsleep clock)")
+    distress_weights: dict[str, float] = Field(
+        default_factory=lambda: {"angry": 1.0, "disgust": 1.0, "fear": 1.0, "sad": 1.0},
+        description="distress = sum of weight x smoothed probability over these classes")
+    distress_top_only: bool = Field(True, description="distress is 0 unless the top smoothed class is one of "
+                                    "distress_weights' classes (a smile is never distress)")
+
+    @field_validator("distress_weights")
+    @classmethod
+    def _weights_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, w in value.items() if not 0 <= w <= 1]
+        if bad:
+            raise ValueError(f"weights must be in [0, 1]: {', '.join(bad)}")
+        return value
 
 
 class AlertsConfig(_Strict):
@@ -114,6 +140,8 @@ class AlertsConfig(_Strict):
 
     profile: Literal["driver", "patient", "none"] = Field("none", description="driver, patient, or none")
     subject: Literal["largest", "all"] = Field("largest", description="rules watch the largest face, or every face")
+    min_face_px: int = Field(48, ge=0, description="faces narrower than this (full-frame pixels) are too small to "
+                             "judge and are never the subject (48 = the expression model's input)")
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                              description="overrides by rule name, e.g. microsleep: {raise_at: 2.0}")
 

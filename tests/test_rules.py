@@ -195,3 +195,23 @@ def test_track_lost_clears_its_alerts():
     assert len(engine.active()) == 1
     events = engine.drop_track(7, 1.0)
     assert events[0]["action"] == "cleared" and events[0]["reason"] == "track lost" and engine.active() == []
+
+
+@pytest.mark.parametrize("fps", (15, 30))
+def test_a_misread_open_frame_does_not_restart_a_closure(fps):
+    """Closed 1 s, one frame read open, closed 1 s more: one closure of 2 s with closure_gap_s, none of
+    1.5 s without; a real opening still ends the closure after the gap."""
+    def run(gap: float) -> list[tuple[str, float]]:
+        subject = SubjectSignals(closure_gap_s=gap)
+        engine = RuleEngine({"microsleep": PROFILES["driver"]["microsleep"]}, "driver")
+        events = []
+        for i in range(6 * fps + 1):
+            t = round(i / fps, 9)
+            closed = fps <= i < 3 * fps and i != 2 * fps
+            subject.update(t, 0.95 if closed else 0.05, None)
+            events += [(e["action"], e["t"]) for e in engine.evaluate(t, subject.snapshot(t), 1)]
+        return events
+    assert run(0.0) == []
+    raised, cleared = run(0.2)
+    assert raised[0] == "raised" and 2.5 - 1e-6 <= raised[1] <= 2.5 + 1 / fps + 1e-6
+    assert cleared[0] == "cleared" and 3.2 - 1e-6 <= cleared[1] <= 3.2 + 1 / fps + 1e-6

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.config import AppConfig
+from edge.config import AppConfig, ConfigError
 from edge.monitor.rules import RuleEngine
 from edge.monitor.signals import PresenceSignal, SubjectSignals, probs_dict
-from edge.vision.eyes import EyeReading, EyeStateEstimator
+from edge.vision.eyes import EyeGate, EyeReading, EyeStateEstimator
 from edge.vision.pipeline import FaceResult, FrameResult
 
 
@@ -26,30 +26,43 @@ class Monitor:
         self.cfg = cfg
         self.labels = labels
         self.engine = RuleEngine(cfg.alerts.effective_rules(), cfg.alerts.profile)
-        self.eyes = EyeStateEstimator(cfg.eyes.model, cfg.eyes.method, cfg.classifier.threads,
-                                      cfg.eyes.verify_hash) \
-            if cfg.eyes.enabled else None
+        e = cfg.eyes
+        gate = EyeGate(e.closed_threshold, e.min_face_px, e.min_patch_contrast, e.require_both,
+                       e.smile_at if "happy" in labels else None, e.smile_closed_at)
+        self.eyes = EyeStateEstimator(e.model, e.method, cfg.classifier.threads, gate, e.verify_hash) \
+            if e.enabled else None
+        unknown = sorted(set(cfg.signals.distress_weights) - set(labels))
+        if unknown:
+            raise ConfigError(f"signals.distress_weights: {', '.join(unknown)} not among the model's labels {labels}")
         self.presence = PresenceSignal()
         self.subjects: dict[int, SubjectSignals] = {}
 
     def _new_subject(self) -> SubjectSignals:
         s = self.cfg.signals
         return SubjectSignals(window_s=s.perclos_window_s, closed_threshold=self.cfg.eyes.closed_threshold,
-                              blink_max_s=s.blink_max_s, min_coverage_s=s.perclos_min_coverage_s)
+                              blink_max_s=s.blink_max_s, min_coverage_s=s.perclos_min_coverage_s,
+                              distress_weights=dict(s.distress_weights), distress_top_only=s.distress_top_only,
+                              closure_gap_s=s.closure_gap_s)
 
     def watched(self, faces: list[FaceResult]) -> list[FaceResult]:
-        if not faces or self.cfg.alerts.subject == "all":
-            return faces
-        return [max(faces, key=lambda f: f.box[2] * f.box[3])]
+        """The faces the rules judge: never one narrower than ``alerts.min_face_px``."""
+        judged = [f for f in faces if max(f.box[2], f.box[3]) >= self.cfg.alerts.min_face_px]
+        if not judged or self.cfg.alerts.subject == "all":
+            return judged
+        return [max(judged, key=lambda f: f.box[2] * f.box[3])]
 
     def update(self, result: FrameResult) -> MonitorUpdate:
         t = result.frame.timestamp
         update = MonitorUpdate(t, {}, {})
         for face in self.watched(result.faces):
-            reading = self.eyes.estimate(result.frame.grey, face.box) if self.eyes else EyeReading(None, 0, [])
+            probs = probs_dict(self.labels, face.probs)
+            reading = self.eyes.estimate(result.frame.grey, face.box, probs.get("happy")) if self.eyes \
+                else EyeReading(None, 0, [])
             signals = self.subjects.setdefault(face.track_id, self._new_subject())
-            signals.update(t, reading.closed_prob, probs_dict(self.labels, face.probs))
+            signals.update(t, reading.closed_prob, probs)
             snapshot = signals.snapshot(t)
+            snapshot["eye_state"] = "unknown" if signals.closed is None else ("closed" if signals.closed else "open")
+            snapshot["eye_unknown_reason"] = reading.unknown_reason
             update.subjects[face.track_id] = snapshot
             update.eyes[face.track_id] = reading
             update.events.extend(self.engine.evaluate(t, snapshot, face.track_id))

@@ -76,9 +76,10 @@ PROFILES: dict[str, dict[str, RuleConfig]] = {
     # is the failure mode, so every rule has an onset delay, hysteresis and a cooldown.
     "patient": {
         "distress": _rule(
-            signal="distress", raise_at=0.6, clear_at=0.3, onset_s=10.0, critical_after_s=60.0, clear_s=5.0,
+            signal="distress", raise_at=0.9, clear_at=0.3, onset_s=10.0, critical_after_s=60.0, clear_s=5.0,
             cooldown_s=120.0, escalate_unacked_s=120.0,
-            description="distress (fear+sad+angry+disgust) >= 0.6 for 10 s warning, for 60 s critical"),
+            description="distress (fear+sad+angry+disgust, a distress class on top) >= 0.9 for 10 s warning, "
+                        "for 60 s critical"),
         "out_of_view": _rule(
             signal="absent_s", raise_at=30.0, clear_at=1.0, severity="warning", escalate_unacked_s=120.0,
             description="patient out of view for >= 30 s"),

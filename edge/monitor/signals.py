@@ -25,14 +25,18 @@ class SubjectSignals:
     closed_threshold: float = 0.5
     blink_max_s: float = 0.5
     min_coverage_s: float = 20.0
+    closure_gap_s: float = 0.0  # open readings shorter than this do not end a closure
     eye_closed_prob: float | None = None
     closed: bool | None = None
     closed_since: float | None = None
     distress: float = 0.0
+    distress_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(DISTRESS_LABELS, 1.0))
+    distress_top_only: bool = True
     probs: dict[str, float] = field(default_factory=dict)
     _intervals: deque = field(default_factory=deque)  # (start, end, closed: bool) of known eye time
     _blinks: deque = field(default_factory=deque)  # end times of closures shorter than blink_max_s
     _last_t: float | None = None
+    _open_since: float | None = None  # first open reading inside a closure not yet ended (closure_gap_s)
 
     def update(self, t: float, eye_closed_prob: float | None, probs: dict[str, float] | None) -> None:
         if self._last_t is not None and self.closed is not None:
@@ -43,17 +47,24 @@ class SubjectSignals:
         self._last_t = t
         if probs is not None:
             self.probs = probs
-            self.distress = float(sum(probs.get(label, 0.0) for label in DISTRESS_LABELS))
+            self.distress = distress_score(probs, self.distress_weights, self.distress_top_only)
         self.eye_closed_prob = eye_closed_prob
         closed = None if eye_closed_prob is None else eye_closed_prob >= self.closed_threshold
-        if closed and not self.closed:
-            self.closed_since = t
-        elif self.closed and closed is False and self.closed_since is not None:
-            if t - self.closed_since <= self.blink_max_s:
-                self._blinks.append(t)
-            self.closed_since = None
+        if closed:
+            if self.closed_since is None:
+                self.closed_since = t
+            self._open_since = None
+        elif closed is False and self.closed_since is not None:
+            # An open reading inside a closure ends it only once it has lasted closure_gap_s: a single
+            # misread frame must not restart a microsleep's clock.
+            if self._open_since is None:
+                self._open_since = t
+            if t - self._open_since >= self.closure_gap_s - 1e-9:
+                if self._open_since - self.closed_since <= self.blink_max_s:
+                    self._blinks.append(t)
+                self.closed_since = self._open_since = None
         elif closed is None:
-            self.closed_since = None  # unknown is never closed: the closure clock restarts
+            self.closed_since = self._open_since = None  # unknown is never closed: the closure clock restarts
         self.closed = closed
         horizon = t - self.window_s
         while self._intervals and self._intervals[0][1] <= horizon:
@@ -62,7 +73,7 @@ class SubjectSignals:
             self._blinks.popleft()
 
     def closure_s(self, t: float) -> float:
-        return t - self.closed_since if self.closed and self.closed_since is not None else 0.0
+        return t - self.closed_since if self.closed_since is not None else 0.0
 
     def perclos(self, t: float) -> float | None:
         """Share of known eye time in the window with the eyes closed; None until enough coverage."""
@@ -108,6 +119,19 @@ class PresenceSignal:
     def absent_s(self, t: float) -> float:
         reference = self.last_seen if self.last_seen is not None else self.started
         return 0.0 if reference is None else max(0.0, t - reference)
+
+
+def distress_score(probs: dict[str, float], weights: dict[str, float], top_only: bool = True) -> float:
+    """Weighted sum of the distress classes' probabilities; with ``top_only``, 0 unless one of them leads.
+
+    A laughing face can keep much of its remaining mass on sad and fear (0.58-0.68 in a field recording
+    with uncalibrated outputs); requiring a distress class on top means a smile is never distress (README).
+    """
+    if not probs:
+        return 0.0
+    if top_only and weights.get(max(probs, key=probs.__getitem__), 0.0) <= 0.0:
+        return 0.0
+    return float(sum(w * probs.get(label, 0.0) for label, w in weights.items()))
 
 
 def probs_dict(labels: list[str], probs: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,190 @@
+"""Frame sequences assembled at run time from real faces (FER2013, CEW) for the alert benchmark.
+
+Data cannot be committed, so nothing here is stored: each FER2013 face (48x48) is padded, upscaled to a
+realistic face size and placed on a textured background with a little head motion, held for several
+seconds as one identity-like run. Closed-eye runs take an open-eyed neutral face, find its eyes with
+OpenCV's eye cascade, and paste CEW closed-eye patches there (brightness and contrast matched to the
+eye region, feathered edges) for a known span of seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.vision.detect import cascade_path
+
+FRAME_W, FRAME_H = 640, 360  # the issue's footage size
+PAD = 10  # FER2013 crops are tight; the padding gives Haar the context around the face
+
+
+@dataclass
+class Run:
+    """One identity-like run: a head image shown for ``duration_s``; ``closed`` spans (start, end) in run seconds."""
+
+    head_open: np.ndarray
+    head_closed: np.ndarray | None
+    side: int  # face side in frame pixels (the 48-px crop's size after upscaling)
+    duration_s: float
+    closed: tuple[float, float] | None
+    label: str
+    source_index: int
+
+
+def upscale_head(face: np.ndarray, side: int) -> np.ndarray:
+    """The 48x48 face with a replicated border, scaled so the face itself is ``side`` pixels wide."""
+    big = cv2.copyMakeBorder(face, PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
+    n = round(side * big.shape[0] / face.shape[0])
+    return cv2.resize(big, (n, n), interpolation=cv2.INTER_CUBIC if n > big.shape[0] else cv2.INTER_AREA)
+
+
+def background(rng: np.random.Generator) -> np.ndarray:
+    noise = rng.normal(0, 1, (FRAME_H // 8, FRAME_W // 8)).astype(np.float32)
+    smooth = cv2.resize(cv2.GaussianBlur(noise, (0, 0), 2), (FRAME_W, FRAME_H), interpolation=cv2.INTER_CUBIC)
+    level = rng.uniform(60, 160)
+    return np.clip(level + 25 * smooth / max(1e-6, float(smooth.std())), 0, 255).astype(np.uint8)
+
+
+@lru_cache(maxsize=64)
+def _soft_mask(n: int) -> np.ndarray:
+    mask = np.zeros((n, n), np.float32)
+    edge = max(1, n // 12)
+    mask[edge:-edge, edge:-edge] = 1.0
+    return cv2.GaussianBlur(mask, (0, 0), max(1.0, n / 30))
+
+
+def place(frame: np.ndarray, head: np.ndarray, cx: float, cy: float) -> None:
+    """Blend ``head`` into ``frame`` centred at (cx, cy) with a soft edge, in place."""
+    n = head.shape[0]
+    x0, y0 = round(cx - n / 2), round(cy - n / 2)
+    x0, y0 = min(max(0, x0), FRAME_W - n), min(max(0, y0), FRAME_H - n)
+    mask = _soft_mask(n)
+    region = frame[y0 : y0 + n, x0 : x0 + n].astype(np.float32)
+    frame[y0 : y0 + n, x0 : x0 + n] = (mask * head + (1 - mask) * region).astype(np.uint8)
+
+
+_EYE_CASCADE: cv2.CascadeClassifier | None = None
+
+
+def find_eyes(head: np.ndarray) -> list[tuple[int, int, int, int]] | None:
+    """Two eye boxes (left, right in the image) in the upper part of an upscaled head, or None."""
+    global _EYE_CASCADE
+    if _EYE_CASCADE is None:
+        _EYE_CASCADE = cv2.CascadeClassifier(str(cascade_path("haarcascade_eye.xml")))
+    n = head.shape[0]
+    upper = head[: int(n * 0.6)]
+    found = _EYE_CASCADE.detectMultiScale(upper, 1.1, 4, minSize=(n // 10, n // 10))
+    if len(found) < 2:
+        return None
+    boxes = sorted(sorted(found, key=lambda b: -b[2] * b[3])[:2], key=lambda b: b[0])
+    (lx, ly, lw, _), (rx, ry, rw, _) = boxes
+    # Plausible pair: side by side, similar size and height, not overlapping.
+    if rx < lx + lw * 0.8 or abs(ly - ry) > 0.25 * lw or not 0.7 < lw / rw < 1.4:
+        return None
+    return [tuple(int(v) for v in b) for b in boxes]  # type: ignore[misc]
+
+
+def paste_closed(head: np.ndarray, eyes: list[tuple[int, int, int, int]], patches: list[np.ndarray],
+                 face_side: int) -> np.ndarray:
+    """The head with a closed-eye patch centred on each eye box, at CEW's scale (a patch spans about a
+    quarter of the face's width), its mean brightness matched to the eye region's."""
+    out = head.astype(np.float32).copy()
+    for (x, y, w, h), patch in zip(eyes, patches, strict=True):
+        side = round(0.26 * face_side)
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = round(cx - side / 2), round(cy - side / 2)
+        region = out[y0 : y0 + side, x0 : x0 + side]
+        if region.shape != (side, side):
+            continue
+        p = cv2.resize(patch, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        p = p - p.mean() + float(region.mean())
+        mask = np.zeros((side, side), np.float32)
+        cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.45), int(side * 0.4)), 0, 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, side / 10))
+        out[y0 : y0 + side, x0 : x0 + side] = mask * p + (1 - mask) * region
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+Detect = Callable[[np.ndarray], list]
+
+
+def detectable(head: np.ndarray, detect: Detect, rng: np.random.Generator) -> bool:
+    """Whether the face detector finds this head in a test frame (FER2013 crops it cannot find would only
+    measure the detector, which has its own benchmark)."""
+    frame = background(rng)
+    place(frame, head, FRAME_W / 2, FRAME_H / 2)
+    return bool(detect(frame))
+
+
+def expression_runs(faces: np.ndarray, label: str, rng: np.random.Generator, count: int, duration_s: float,
+                    detect: Detect, near: tuple[int, int] = (96, 200), far: tuple[int, int] = (48, 79),
+                    far_share: float = 0.2) -> list[Run]:
+    """``count`` runs of distinct, detectable faces; ``far_share`` of them small (a person at a distance)."""
+    runs = []
+    for i in rng.permutation(len(faces)):
+        lo, hi = far if rng.random() < far_share else near
+        side = int(rng.integers(lo, hi + 1))
+        head = upscale_head(faces[i], side)
+        if detectable(head, detect, rng):
+            runs.append(Run(head, None, side, duration_s, None, label, int(i)))
+        if len(runs) == count:
+            break
+    return runs
+
+
+def closed_runs(faces: np.ndarray, closed_patches: list[np.ndarray], rng: np.random.Generator, count: int,
+                detect: Detect,
+                open_before_s: float = 3.0, closed_s: float = 2.5, open_after_s: float = 1.5,
+                sides: tuple[int, int] = (110, 200)) -> list[Run]:
+    """Neutral faces whose eyes the cascade finds, shown open, then with CEW closed patches, then open."""
+    runs = []
+    for i in rng.permutation(len(faces)):
+        side = int(rng.integers(sides[0], sides[1] + 1))
+        head = upscale_head(faces[i], side)
+        eyes = find_eyes(head)
+        if eyes is None or not detectable(head, detect, rng):
+            continue
+        patches = [closed_patches[int(k)] for k in rng.choice(len(closed_patches), size=2, replace=False)]
+        closed = paste_closed(head, eyes, patches, side)
+        runs.append(Run(head, closed, side, open_before_s + closed_s + open_after_s,
+                        (open_before_s, open_before_s + closed_s), "closed", int(i)))
+        if len(runs) == count:
+            break
+    return runs
+
+
+def frames(runs: list[Run], fps: float, rng: np.random.Generator) -> Iterator[tuple[float, np.ndarray, Run, float]]:
+    """(input time, grey frame, run, time within the run), the runs back to back, each at its own place."""
+    t0 = 0.0
+    for run in runs:
+        bg = background(rng)
+        n = run.head_open.shape[0]
+        cx = rng.uniform(n / 2 + 8, FRAME_W - n / 2 - 8) if n + 16 < FRAME_W else FRAME_W / 2
+        cy = rng.uniform(n / 2 + 4, FRAME_H - n / 2 - 4) if n + 8 < FRAME_H else FRAME_H / 2
+        phase = rng.uniform(0, 2 * np.pi)
+        noise = [rng.normal(0, 2.0, bg.shape).astype(np.int16) for _ in range(4)]  # sensor noise, cycled
+        for k in range(round(run.duration_s * fps)):
+            rt = k / fps
+            closed = run.closed is not None and run.closed[0] <= rt < run.closed[1]
+            head = run.head_closed if closed and run.head_closed is not None else run.head_open
+            frame = bg.copy()
+            # Small head motion (a few pixels, ~0.3 Hz) and sensor noise.
+            place(frame, head, cx + 0.03 * n * np.sin(2.1 * rt + phase), cy + 0.02 * n * np.sin(1.3 * rt + phase))
+            noisy = frame.astype(np.int16) + noise[k % len(noise)]
+            yield t0 + rt, np.clip(noisy, 0, 255).astype(np.uint8), run, rt
+        t0 += run.duration_s
+
+
+def load_closed_patches(cew_root: Path, split: str) -> list[np.ndarray]:
+    """CEW closed-eye patches: ``val`` (never trained on) for the report, the held-out train part to choose."""
+    from train.datasets import load_cew_eyes
+
+    ds = load_cew_eyes(cew_root)
+    data = ds.split(split)
+    closed = ds.labels.index("closed")
+    return [img for img, lab in zip(data.images, data.labels, strict=True) if lab == closed]

@@ -1,0 +1,153 @@
+"""Closed must be earned, smiles are not distress, and tiny faces are not judged (generated inputs only)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.capture.sources import Frame
+from edge.config import AppConfig, ConfigError, parse_config
+from edge.monitor.monitor import Monitor
+from edge.monitor.signals import distress_score
+from edge.vision.eyes import EyeGate, EyeStateEstimator
+from edge.vision.pipeline import FaceResult, FrameResult
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+class FixedEyes:
+    """Stands in for the eye model: every patch reads the next closed probability of a cycle."""
+
+    def __init__(self, *closed: float):
+        self.closed = list(closed)
+        self.calls = 0
+        self.input_size = (24, 24)
+
+    def predict(self, crop: np.ndarray) -> np.ndarray:
+        p = self.closed[self.calls % len(self.closed)]
+        self.calls += 1
+        return np.array([[p, 1 - p]], np.float32)  # the eye card's order: closed, open
+
+
+def estimator(gate: EyeGate, *closed: float) -> EyeStateEstimator:
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", gate=gate)
+    est.classifier = FixedEyes(*closed)  # type: ignore[assignment]
+    return est
+
+
+def textured(h: int = 360, w: int = 640, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)
+
+
+def test_face_below_the_minimum_size_has_unknown_eyes():
+    est = estimator(EyeGate(min_face_px=80), 0.99)
+    small = est.estimate(textured(), (100, 100, 64, 64))
+    assert small.closed_prob is None and small.unknown_reason == "small_face"
+    assert est.classifier.calls == 0  # the model is not even asked
+    big = est.estimate(textured(), (100, 100, 96, 96))
+    assert big.closed_prob == pytest.approx(0.99) and big.unknown_reason is None
+
+
+def test_a_confident_smiles_squint_does_not_count_as_closed():
+    gate = EyeGate(min_face_px=0, smile_at=0.5, smile_closed_at=0.95)
+    squint = estimator(gate, 0.85).estimate(textured(), (100, 50, 160, 160), happy=0.93)
+    assert squint.closed_prob is None and squint.unknown_reason == "smile"
+    # The same eyes on a face that is not smiling are closed ...
+    assert estimator(gate, 0.85).estimate(textured(), (100, 50, 160, 160), happy=0.2).closed_prob \
+        == pytest.approx(0.85)
+    # ... and a smiling face's eyes count as closed only on stronger evidence.
+    shut = estimator(gate, 0.99).estimate(textured(), (100, 50, 160, 160), happy=0.93)
+    assert shut.closed_prob == pytest.approx(0.99)
+    # Open eyes on a smiling face stay a known "open" (PERCLOS keeps counting that time).
+    open_ = estimator(gate, 0.1).estimate(textured(), (100, 50, 160, 160), happy=0.93)
+    assert open_.closed_prob == pytest.approx(0.1)
+
+
+def test_patches_without_an_eye_and_disagreeing_eyes_are_unknown():
+    flat = np.full((360, 640), 90, np.uint8)  # sunglasses / darkness: nothing to see
+    reading = estimator(EyeGate(min_patch_contrast=6.0), 0.99).estimate(flat, (100, 50, 160, 160))
+    assert reading.closed_prob is None and reading.unknown_reason == "low_contrast"
+    both = EyeGate(require_both=True)
+    one_shut = estimator(both, 0.9, 0.1).estimate(textured(), (100, 50, 160, 160))
+    assert one_shut.closed_prob is None and one_shut.unknown_reason == "eyes_disagree"
+    assert estimator(both, 0.9, 0.7).estimate(textured(), (100, 50, 160, 160)).closed_prob == pytest.approx(0.7)
+    assert estimator(EyeGate(), 0.9, 0.1).estimate(textured(), (100, 50, 160, 160)).closed_prob \
+        == pytest.approx(0.5)  # without require_both: the mean
+
+
+def test_distress_rejects_a_top_class_happy_distribution():
+    weights = dict.fromkeys(("angry", "disgust", "fear", "sad"), 1.0)
+    laugh = {"angry": 0.1, "disgust": 0.02, "fear": 0.2, "happy": 0.35, "sad": 0.28, "surprise": 0.03, "neutral": 0.02}
+    assert sum(laugh[k] for k in weights) == pytest.approx(0.6)  # the plain sum would reach raise_at
+    assert distress_score(laugh, weights, top_only=True) == 0.0
+    assert distress_score(laugh, weights, top_only=False) == pytest.approx(0.6)
+    crying = {**laugh, "happy": 0.05, "sad": 0.58}
+    assert distress_score(crying, weights) == pytest.approx(0.9)
+    assert distress_score(crying, {**weights, "sad": 0.5}) == pytest.approx(0.61)
+
+
+def test_distress_weights_are_checked():
+    with pytest.raises(ConfigError, match=r"signals\.distress_weights: .*weights must be in \[0, 1\]: sad"):
+        parse_config({"signals": {"distress_weights": {"sad": 2.0}}})
+    cfg = parse_config({"signals": {"distress_weights": {"anger": 1.0}}})
+    with pytest.raises(ConfigError, match=r"signals\.distress_weights: anger not among the model.s labels"):
+        Monitor(cfg, LABELS)
+
+
+def face(track: int, side: int, happy: float = 0.0) -> FaceResult:
+    probs = np.full(7, (1 - happy) / 6, np.float32)
+    probs[3] = happy
+    return FaceResult(track, (10, 10, side, side), "x", float(probs.max()), probs, probs,
+                      np.zeros((48, 48), np.uint8), None)  # type: ignore[arg-type]
+
+
+def test_subject_policy_skips_faces_too_small_to_judge():
+    monitor = Monitor(AppConfig(alerts={"profile": "driver", "min_face_px": 48}), LABELS)
+    assert monitor.watched([face(1, 40), face(2, 30)]) == []
+    assert [f.track_id for f in monitor.watched([face(1, 40), face(2, 120), face(3, 60)])] == [2]
+    everyone = Monitor(AppConfig(alerts={"profile": "driver", "subject": "all", "min_face_px": 48}), LABELS)
+    assert [f.track_id for f in everyone.watched([face(1, 40), face(2, 120), face(3, 60)])] == [2, 3]
+
+
+def test_laughing_face_with_narrowed_eyes_raises_no_microsleep():
+    """A confidently happy face whose eyes read closed (0.85) for 5 s: unknown eyes, no alert; the same
+    readings on a neutral face raise the microsleep alarm."""
+    for happy, expected in ((0.95, []), (0.0, ["microsleep"])):
+        monitor = Monitor(AppConfig(alerts={"profile": "driver"}, eyes={"min_face_px": 0}), LABELS)
+        monitor.eyes.classifier = FixedEyes(0.85)  # type: ignore[union-attr]
+        raised = []
+        grey = textured()
+        for i in range(75):
+            result = FrameResult(Frame(grey, i / 15, i), [face(1, 160, happy)], True, [1])
+            update = monitor.update(result)
+            raised += [e["rule"] for e in update.events if e["action"] == "raised"]
+        assert raised == expected
+        state = (update.subjects[1]["eye_state"], update.subjects[1]["eye_unknown_reason"])
+        assert state == (("unknown", "smile") if happy else ("closed", None))
+
+
+def test_benchmark_runs_show_the_closed_head_exactly_during_its_span():
+    """The alert benchmark's sequence assembly (scripts/real_face_sequences.py) on generated faces."""
+    import sys
+
+    sys.path.insert(0, str(MODELS.parent / "scripts"))
+    from real_face_sequences import FRAME_H, FRAME_W, Run, frames, paste_closed, upscale_head
+
+    rng = np.random.default_rng(0)
+    head = upscale_head(rng.integers(0, 256, (48, 48), dtype=np.uint8), 120)
+    assert head.shape == (170, 170)  # 48 + 2 x 10 padding, scaled so the face is 120 px
+    eyes = [(30, 40, 24, 24), (90, 40, 24, 24)]
+    pattern = np.tile(np.array([0, 255], np.uint8), (24, 12))  # a striped "closed eye", mean matched on paste
+    shut = paste_closed(head, eyes, [pattern] * 2, 120)
+    changed = np.argwhere(shut != head)
+    assert changed.size and changed[:, 0].max() < 80  # only the eye band changed
+    runs = [Run(head, None, 120, 1.0, None, "happy", 0), Run(head, shut, 120, 2.0, (0.5, 1.5), "closed", 1)]
+    seen = [(round(t, 3), rt, run.label) for t, grey, run, rt in frames(runs, 10.0, rng)]
+    assert len(seen) == 30 and seen[10][:2] == (1.0, 0.0) and seen[-1][0] == 2.9
+    # The same runs without the closed head, drawn from the same seed, differ exactly inside the span.
+    never = [runs[0], Run(head, None, 120, 2.0, (0.5, 1.5), "closed", 1)]
+    for (t, a, run, rt), (_, b, _, _) in zip(frames(runs, 10.0, np.random.default_rng(1)),
+                                             frames(never, 10.0, np.random.default_rng(1)), strict=True):
+        assert a.shape == (FRAME_H, FRAME_W)
+        assert (not np.array_equal(a, b)) == (run.label == "closed" and 0.5 <= rt < 1.5), (t, rt)
