@@ -234,8 +234,11 @@ def drowsy_loop(tmp_path_factory) -> Path:
 def mqtt_config(tmp_path: Path, clip: Path, port: int, web_port: int | None = None, loop: bool = True,
                 max_frames: int = 0, name: str = "c.yaml", events_name: str = "events.jsonl") -> Path:
     web = f"web:\n  enabled: true\n  port: {web_port}\n" if web_port else ""
+    # The rendered clip is a small (320x240) smiling photo with painted lids: the eye gates (face size, smile) would
+    # turn its closures unknown, and these tests need its alarms to test delivery, not the gates.
     return write(tmp_path / name, (
-        f"source:\n  uri: {clip}\n  loop: {str(loop).lower()}\nalerts:\n  profile: driver\n"
+        f"source:\n  uri: {clip}\n  loop: {str(loop).lower()}\nalerts:\n  profile: driver\n  min_face_px: 0\n"
+        "eyes:\n  smile_at: null\n  min_face_px: 0\n"
         f"mqtt:\n  enabled: true\n  port: {port}\n  device: cam1\n  keepalive: 5\n  reconnect_min_s: 1\n"
         f"  reconnect_max_s: 1\n{web}"
         f"output:\n  events: {tmp_path / events_name}\n  every_n_frames: 30\n  stats_interval_s: 1\n"
@@ -381,8 +384,13 @@ def test_sigkilled_with_a_backlog_and_an_active_alarm_then_restarted(tmp_path: P
         assert recorder.wait_for(lambda r: len(delivered_keys(r)) >= len(expected), 30)
         time.sleep(0.5)
         got = delivered_keys(recorder)
-        # At least once: the message in flight when the daemon died may come twice, nothing else.
-        assert list(dict.fromkeys(got)) == expected and len(got) <= len(expected) + 1, (len(got), len(expected))
+        # At least once: the message in flight when the daemon died may come twice, nothing else. The outbox is
+        # written before the JSON line (durable first), so a kill between the two may deliver one alert message
+        # that the first run's event file never got; every event the files show is delivered, in order.
+        unique = list(dict.fromkeys(got))
+        extra = [key for key in unique if key not in expected]
+        assert [key for key in unique if key in expected] == expected and len(extra) <= 1, (extra, len(expected))
+        assert len(got) <= len(unique) + 1, (len(got), len(unique))
         states = retained_states(broker.port, "late-dashboard")
         for rule in ("microsleep", "face_absent", "perclos"):
             assert states[rule]["state"] == "clear", (rule, states[rule], active_when_killed)
