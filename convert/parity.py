@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from train.calibration import ECE_BINS, ece, nll
 from train.metrics import classification_metrics
+from train.probability_metrics import ECE_BINS, ece, nll
 
 
 @dataclass(frozen=True)

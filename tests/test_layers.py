@@ -129,3 +129,16 @@ def test_every_edge_package_and_its_data_ship():
     for folder in ("static", "samples"):
         files = [p for p in (EDGE / folder).iterdir() if p.is_file()]
         assert files and all(any(fnmatch.fnmatchcase(f"{folder}/{p.name}", pat) for pat in data) for p in files)
+
+
+def test_train_has_no_import_circles():
+    """The workstation side too: train.fit and train.average share the run directory's layout through
+    train.rundir instead of importing each other."""
+    train = {f"train.{p.stem}": p for p in sorted((ROOT / "train").glob("*.py")) if p.stem != "__init__"}
+    graph = {name: {m for m in imported(name, path) if m in train and m != name} for name, path in train.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(t == goal or (t not in seen and reaches(t, goal, seen | {t})) for t in graph[start])
+
+    circles = sorted(name for name in train if reaches(name, name, set()))
+    assert circles == [], f"modules on an import circle: {circles}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.calibration import ECE_BINS, ece, reliability_bins
+from train.probability_metrics import ECE_BINS, ece, reliability_bins
 
 
 def reliability_diagram(path: Path, before: np.ndarray, after: np.ndarray, labels: np.ndarray,
