@@ -143,10 +143,17 @@ class Daemon:
         self._build_sinks(cfg)
 
     def _build_analysis(self, cfg: AppConfig) -> None:
-        self.classifier, self.card = load_classifier_for(cfg)
+        self._use_analysis(cfg, self._analysis_for(cfg))
+
+    @staticmethod
+    def _analysis_for(cfg: AppConfig) -> tuple[Any, Any, Pipeline, Monitor]:
+        """Models, pipeline and monitor for ``cfg``; raises on a bad model or config before anything changes."""
+        classifier, card = load_classifier_for(cfg)
+        return classifier, card, Pipeline(cfg, classifier, card), Monitor(cfg, list(card.labels))
+
+    def _use_analysis(self, cfg: AppConfig, analysis: tuple[Any, Any, Pipeline, Monitor]) -> None:
+        self.classifier, self.card, self.pipeline, self.monitor = analysis
         self.model_sha256 = sha256_file(cfg.classifier.model)
-        self.pipeline = Pipeline(cfg, self.classifier, self.card)
-        self.monitor = Monitor(cfg, list(self.card.labels))
 
     def _build_sinks(self, cfg: AppConfig) -> None:
         if cfg.mqtt.enabled:
@@ -192,19 +199,19 @@ class Daemon:
             problems = preflight.check(new)
             if problems:
                 raise ConfigError(f"{self.config_path}: {problems[0]}")
-            if new.classifier != old.classifier or new.eyes != old.eyes:
-                load_classifier_for(new)  # fail before touching anything if the new model is bad
+            analysis_changed = any(getattr(new, k) != getattr(old, k)
+                                   for k in ("classifier", "detector", "tracker", "eyes", "signals", "alerts"))
+            # Built before anything is touched: a bad model or a key the monitor refuses rejects the reload.
+            analysis = self._analysis_for(new) if analysis_changed else None
         except (ConfigError, ModelLoadError, ModelCardError, ValueError) as exc:
             log.error("reload rejected, keeping the running config: %s", exc)
             self.events.write({"event": "reload", "time": iso_now(), "ok": False, "error": str(exc)})
             self.notifier.ready("reload rejected: " + str(exc).splitlines()[0])
             return False
-        analysis_changed = any(getattr(new, k) != getattr(old, k)
-                               for k in ("classifier", "detector", "tracker", "eyes", "signals", "alerts"))
-        if analysis_changed:
+        if analysis is not None:
             for event in self.monitor.engine.clear_all(self.last_t, reason="config reloaded"):
                 self._alert(event)
-            self._build_analysis(new)
+            self._use_analysis(new, analysis)
         if new.source != old.source:
             self.source.close()
             self.source = open_source(new.source, on_state=self._source_state)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from events import wait_for_event
 
 from edge.config import parse_config
@@ -203,3 +204,16 @@ def test_installed_config_is_valid():
     cfg = load_config(ROOT / "systemd" / "config.yaml")
     assert str(cfg.classifier.model).startswith("/usr/local/share/fer-edge/models/")
     assert cfg.alerts.profile == "driver" and cfg.logging.format == "json"
+
+
+def test_reload_rejects_a_config_the_monitor_refuses_and_keeps_running(tmp_path: Path):
+    events, state, config = tmp_path / "events.jsonl", tmp_path / "state", tmp_path / "config.yaml"
+    config.write_text(_config_text(events, state))
+    cfg = parse_config(yaml.safe_load(config.read_text()))
+    daemon = Daemon(cfg, config_path=config)
+    monitor = daemon.monitor
+    config.write_text(_config_text(events, state, extra="signals:\n  distress_weights: {bored: 1.0}\n"))
+    assert daemon.reload() is False  # checked before anything is touched, not raised from the frame loop
+    assert daemon.monitor is monitor and daemon.cfg is cfg
+    rejected = [json.loads(line) for line in events.read_text().splitlines()][-1]
+    assert rejected["event"] == "reload" and not rejected["ok"] and "signals.distress_weights" in rejected["error"]
