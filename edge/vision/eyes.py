@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.contract import ModelCardError
 from edge.vision.classifier import load_model_with_card
 from edge.vision.detect import Box, cascade_path, crop_face
 
@@ -58,7 +59,7 @@ class EyeStateEstimator:
                  verify: bool = True):
         self.classifier, self.card = load_model_with_card(model, threads, verify=verify)
         if "closed" not in self.card.labels:
-            raise ValueError(f"{model}: eye model labels {self.card.labels} have no 'closed' class")
+            raise ModelCardError(f"eyes.model: {model}: eye model labels {self.card.labels} have no 'closed' class")
         self._closed = self.card.labels.index("closed")
         self.method = method
         self.gate = gate or EyeGate()
