@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,13 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fer-edge",
@@ -96,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="time detect+track+classify per frame and the classifier per face")
     bench.add_argument("--config", type=Path, default=SAMPLE_CONFIG)
-    bench.add_argument("--frames", type=int, default=300, help="frames to time (the clip loops)")
+    bench.add_argument("--frames", type=_positive_int, default=300, help="frames to time (the clip loops)")
     bench.add_argument("--json", action="store_true", help="print the result as JSON only")
 
     rp = sub.add_parser("replay", help="run a recording through detection, eye state, signals and alert rules; "
@@ -187,10 +196,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _source_is_input() -> Iterator[None]:
+    """A video the command was given that cannot be read is bad input (one line, exit 2), not a traceback."""
+    from edge.capture.sources import SourceError  # imports OpenCV: only for the commands that read video
+
+    try:
+        yield
+    except SourceError as exc:
+        raise StartupError(str(exc)) from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge.bench import print_result, run_bench
 
-    print_result(run_bench(args.config, args.frames), args.json)
+    with _source_is_input():
+        print_result(run_bench(args.config, args.frames), args.json)
     return 0
 
 
@@ -202,7 +223,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"fer-edge: {args.video}: video not found", file=sys.stderr)
         return 2
     cfg = load_config(args.config) if args.config else AppConfig()
-    summary = replay(args.video, args.profile, cfg, args.out)
+    with _source_is_input():
+        summary = replay(args.video, args.profile, cfg, args.out)
     for event in summary["alerts"]:
         print(f"{event['t']:9.2f} s  {event['action']:12s} {event['rule']:12s} {event['severity']:8s} "
               f"{json.dumps(event['values'])}")

@@ -619,3 +619,19 @@ def test_an_eye_model_card_without_a_closed_class_stops_run_with_one_line(tmp_pa
     code, lines = run_daemon(config)
     assert code == EXIT_BAD_INPUT and len(lines) == 1, lines
     assert "eyes.model" in lines[0] and "no 'closed' class" in lines[0], lines
+
+
+def test_replay_of_an_unreadable_video_is_one_line_and_bad_input(tmp_path: Path):
+    video = write(tmp_path / "broken.mp4", "not a video")
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "replay", str(video), "--profile", "driver", "--out",
+                           str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # FFmpeg logs its own complaint ("[mov,mp4,...] moov atom not found") before OpenCV gives up.
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith((*RUNTIME_NOISE, "[mov,"))]
+    assert proc.returncode == EXIT_BAD_INPUT and len(lines) == 1 and str(video) in lines[0], lines
+
+
+@pytest.mark.parametrize("frames", ["0", "-3"])
+def test_bench_needs_at_least_one_frame(frames: str, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--frames", frames])
+    assert stop.value.code == EXIT_BAD_INPUT and "--frames" in capsys.readouterr().err
