@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edge.capture.sources import IMAGE_SUFFIXES, source_kind
+from edge.capture.sources import FolderSource, SourceError, source_kind
 from edge.config import AppConfig
 from edge.contract import ModelCard, ModelCardError, card_path_for, verify_model_bytes
 from edge.delivery.secrets import SecretError, read_secret
@@ -32,11 +32,10 @@ def _source(cfg: AppConfig) -> list[str]:
     if kind == "file":
         return _file("source.uri", Path(uri), "video file")
     if kind == "folder":
-        folder = Path(uri)
-        if not folder.is_dir():
-            return [f"source.uri: {folder}: image folder not found"]
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
-            return [f"source.uri: {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})"]
+        try:
+            FolderSource(uri, cfg.source).open()  # lists the folder, reads no image
+        except SourceError as exc:
+            return [f"source.uri: {exc}"]
     return []
 
 
