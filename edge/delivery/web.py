@@ -245,14 +245,22 @@ class StatusServer:
             def _json(self, data: Any, status: int = 200) -> None:
                 self._send(status, json.dumps(data).encode(), "application/json")
 
-            def do_GET(self) -> None:
+            def _admit(self) -> tuple[Any, str | None, bool] | None:
+                """(URL, cookie to set, token came as bearer) of a request past the Host and token checks;
+                None once the refusal is sent."""
                 url = urlparse(self.path)
                 if self._refuse_host():
-                    return
-                ok, cookie, _ = self._authorized(parse_qs(url.query))
+                    return None
+                ok, cookie, bearer = self._authorized(parse_qs(url.query))
                 if not ok:
                     self._json({"error": "token required"}, HTTPStatus.UNAUTHORIZED)
+                    return None
+                return url, cookie, bearer
+
+            def do_GET(self) -> None:
+                if (admitted := self._admit()) is None:
                     return
+                url, cookie, _ = admitted
                 if url.path in ("/", "/index.html"):
                     self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8", cookie)
                 elif url.path == "/api/status":
@@ -273,13 +281,9 @@ class StatusServer:
                     self._json({"error": "not found"}, HTTPStatus.NOT_FOUND)
 
             def do_POST(self) -> None:
-                url = urlparse(self.path)
-                if self._refuse_host():
+                if (admitted := self._admit()) is None:
                     return
-                ok, _, bearer = self._authorized(parse_qs(url.query))
-                if not ok:
-                    self._json({"error": "token required"}, HTTPStatus.UNAUTHORIZED)
-                    return
+                url, _, bearer = admitted
                 if not (bearer or self._same_origin()):
                     self._json({"error": "cross-origin request refused: send an Origin equal to the Host, or the "
                                 "token as Authorization: Bearer"}, HTTPStatus.FORBIDDEN)
