@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from payload import assemble, load_dataset_bytes  # noqa: E402
 
+from train.rundir import RunState  # noqa: E402
+
 log = logging.getLogger("gpu-runner")
 RUNNER_KEYS = {"name", "data"}  # runner fields; every other key is a FitConfig field
 MAX_RETURNED_FILES = 8  # the device tool returns at most 8 files from $OUT
@@ -65,11 +67,9 @@ def pick_jobs(queue: list[dict], runs: Path, parallel: int) -> list[dict]:
     """The first ``parallel`` queued jobs that are not finished, in queue order."""
     chosen = []
     for job in queue:
-        state_path = runs / job["name"] / "state.json"
-        if state_path.is_file():
-            state = json.loads(state_path.read_text())
-            if state.get("finished") or state.get("epoch", 0) >= state.get("config", {}).get("epochs", 1 << 30):
-                continue
+        state = RunState(runs / job["name"]).data
+        if state.get("finished") or state.get("epoch", 0) >= state.get("config", {}).get("epochs", 1 << 30):
+            continue
         chosen.append(job)
         if len(chosen) == parallel:
             break
@@ -98,7 +98,7 @@ def pack(run_dir: Path, out: Path) -> int:
 
 
 def job_summary(run_dir: Path) -> dict:
-    state = json.loads((run_dir / "state.json").read_text()) if (run_dir / "state.json").is_file() else {}
+    state = RunState(run_dir).data
     seconds = state.get("epoch_seconds", [])
     return {"epoch": state.get("epoch", 0), "epochs": state.get("config", {}).get("epochs"),
             "best_val_accuracy": state.get("best_val_accuracy"), "best_epoch": state.get("best_epoch"),
