@@ -79,6 +79,12 @@ def load_classifier_for(cfg: AppConfig):
                                 verify=cfg.classifier.verify_hash)
 
 
+def analysis_for(cfg: AppConfig) -> tuple[Any, Any, Pipeline, Monitor]:
+    """Classifier, card, pipeline and monitor for ``cfg``; raises on a bad model or a key the monitor refuses."""
+    classifier, card = load_classifier_for(cfg)
+    return classifier, card, Pipeline(cfg, classifier, card), Monitor(cfg, list(card.labels))
+
+
 def expression_event(face, result: FrameResult, labels: list[str], fps: float,
                      update: MonitorUpdate | None = None) -> dict[str, Any]:
     event = {
@@ -143,13 +149,7 @@ class Daemon:
         self._build_sinks(cfg)
 
     def _build_analysis(self, cfg: AppConfig) -> None:
-        self._use_analysis(cfg, self._analysis_for(cfg))
-
-    @staticmethod
-    def _analysis_for(cfg: AppConfig) -> tuple[Any, Any, Pipeline, Monitor]:
-        """Models, pipeline and monitor for ``cfg``; raises on a bad model or config before anything changes."""
-        classifier, card = load_classifier_for(cfg)
-        return classifier, card, Pipeline(cfg, classifier, card), Monitor(cfg, list(card.labels))
+        self._use_analysis(cfg, analysis_for(cfg))
 
     def _use_analysis(self, cfg: AppConfig, analysis: tuple[Any, Any, Pipeline, Monitor]) -> None:
         self.classifier, self.card, self.pipeline, self.monitor = analysis
@@ -202,7 +202,7 @@ class Daemon:
             analysis_changed = any(getattr(new, k) != getattr(old, k)
                                    for k in ("classifier", "detector", "tracker", "eyes", "signals", "alerts"))
             # Built before anything is touched: a bad model or a key the monitor refuses rejects the reload.
-            analysis = self._analysis_for(new) if analysis_changed else None
+            analysis = analysis_for(new) if analysis_changed else None
         except (ConfigError, ModelLoadError, ModelCardError, ValueError) as exc:
             log.error("reload rejected, keeping the running config: %s", exc)
             self.events.write({"event": "reload", "time": iso_now(), "ok": False, "error": str(exc)})

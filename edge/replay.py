@@ -15,9 +15,7 @@ import numpy as np
 
 from edge.capture.sources import open_source
 from edge.config import AppConfig, SignalsConfig
-from edge.daemon import load_classifier_for
-from edge.monitor.monitor import Monitor
-from edge.vision.pipeline import Pipeline
+from edge.daemon import analysis_for
 
 PLOTTED = ("eye_closed_prob", "perclos", "distress")
 
@@ -30,9 +28,7 @@ def replay(video: Path, profile: str, cfg: AppConfig | None = None, out_dir: Pat
                                                "realtime": False})
     alerts_cfg = cfg.alerts.model_copy(update={"profile": profile})
     cfg = cfg.model_copy(update={"source": source_cfg, "alerts": alerts_cfg})
-    classifier, card = load_classifier_for(cfg)
-    pipeline = Pipeline(cfg, classifier, card)
-    monitor = Monitor(cfg, list(card.labels))
+    _, _, pipeline, monitor = analysis_for(cfg)
     source = open_source(cfg.source)
     source.open()
     samples: list[dict[str, Any]] = []
