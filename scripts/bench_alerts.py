@@ -50,6 +50,7 @@ from edge.monitor.monitor import Monitor  # noqa: E402
 from edge.replay import replay  # noqa: E402
 from edge.vision.detect import HaarFaceDetector  # noqa: E402
 from edge.vision.pipeline import Pipeline  # noqa: E402
+from train.probability_metrics import softmax  # noqa: E402
 
 FPS = 15.0
 SETS = {"calm": "neutral", "laughing": "happy", "talking": "surprise"}
@@ -66,9 +67,7 @@ class Tempered:
         return getattr(self.inner, name)
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
-        logits = np.log(np.clip(self.inner.predict(crops), 1e-4, 1.0)) / self.temperature
-        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+        return softmax(np.log(np.clip(self.inner.predict(crops), 1e-4, 1.0)) / self.temperature).astype(np.float32)
 
 
 def run_real(runs: list[Run], cfg: AppConfig, rng: np.random.Generator, temperature: float | None,

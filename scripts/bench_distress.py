@@ -32,6 +32,7 @@ from edge.bench import print_result  # noqa: E402
 from edge.config import AppConfig  # noqa: E402
 from edge.daemon import load_classifier_for  # noqa: E402
 from edge.monitor.signals import distress_score  # noqa: E402
+from train.probability_metrics import softmax  # noqa: E402
 
 DISTRESS = ("angry", "disgust", "fear", "sad")
 
@@ -43,9 +44,7 @@ def predict(split: str, data: Path, temperature: float | None) -> tuple[np.ndarr
     classifier, card = load_classifier_for(AppConfig())
     probs = np.concatenate([classifier.predict(fer.images[i : i + 1]) for i in range(len(fer))])
     if temperature:
-        logits = np.log(np.clip(probs, 1e-4, 1.0)) / temperature
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
+        probs = softmax(np.log(np.clip(probs, 1e-4, 1.0)) / temperature)
     return probs, fer.labels, list(card.labels)
 
 
