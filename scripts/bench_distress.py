@@ -30,11 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 from edge.bench import print_result  # noqa: E402
 from edge.config import AppConfig  # noqa: E402
+from edge.contract import DISTRESS_LABELS  # noqa: E402
 from edge.daemon import load_classifier_for  # noqa: E402
 from edge.monitor.signals import distress_score  # noqa: E402
 from train.probability_metrics import softmax  # noqa: E402
 
-DISTRESS = ("angry", "disgust", "fear", "sad")
+DISTRESS = DISTRESS_LABELS
 
 
 def predict(split: str, data: Path, temperature: float | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
