@@ -215,7 +215,7 @@ class Daemon:
         if new.source != old.source:
             self.source.close()
             self.source = open_source(new.source, on_state=self._source_state)
-            self.source.open()
+            self._open_source()  # a video that cannot be opened stops the daemon with the key, as at start
         if new.mqtt != old.mqtt or new.gpio != old.gpio:
             if self.mqtt is not None:
                 self.mqtt.stop(flush_timeout=1.0)

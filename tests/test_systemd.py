@@ -21,6 +21,7 @@ from events import wait_for_event
 from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.delivery.sdnotify import SystemdNotifier
+from edge.errors import StartupError
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "fer-edge.service"
@@ -217,3 +218,14 @@ def test_reload_rejects_a_config_the_monitor_refuses_and_keeps_running(tmp_path:
     assert daemon.monitor is monitor and daemon.cfg is cfg
     rejected = [json.loads(line) for line in events.read_text().splitlines()][-1]
     assert rejected["event"] == "reload" and not rejected["ok"] and "signals.distress_weights" in rejected["error"]
+
+
+def test_reload_to_an_unreadable_video_stops_with_the_source_key(tmp_path: Path):
+    events, state, config = tmp_path / "events.jsonl", tmp_path / "state", tmp_path / "config.yaml"
+    config.write_text(_config_text(events, state))
+    daemon = Daemon(parse_config(yaml.safe_load(config.read_text())), config_path=config)
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")  # exists, so the config check passes; only opening it can tell
+    config.write_text(_config_text(events, state).replace(str(SAMPLE), str(broken)))
+    with pytest.raises(StartupError, match=r"^source\.uri: .*broken\.mp4"):
+        daemon.reload()
