@@ -8,12 +8,14 @@ What only the running daemon can know (a port in use, unreadable frames) is repo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from edge.capture.sources import FolderSource, SourceError, source_kind
 from edge.config import AppConfig
 from edge.contract import ModelCard, ModelCardError, card_path_for, verify_model_bytes
-from edge.delivery.secrets import SecretError, read_secret
+from edge.delivery.mqtt import read_password
+from edge.delivery.secrets import SecretError
 from edge.delivery.web import read_token
 
 
@@ -54,11 +56,12 @@ def _model(key: str, path: Path, verify: bool) -> list[str]:
     return []
 
 
-def _secret(key: str, what: str, file: Path | None, credential: str | None) -> list[str]:
+def _secret(credential: str | None, read: Callable[[], object]) -> list[str]:
+    """``read`` the secret; a systemd credential only the service has is checked when the daemon starts."""
     if credential and not os.environ.get("CREDENTIALS_DIRECTORY"):
-        return []  # only the service has its credentials; checked when the daemon starts
+        return []
     try:
-        read_secret(what, file, credential, key=key)
+        read()
     except SecretError as exc:
         return [str(exc)]
     return []
@@ -75,15 +78,11 @@ def check(cfg: AppConfig, source: bool = True) -> list[str]:
         problems += _model("eyes.model", Path(cfg.eyes.model), cfg.eyes.verify_hash)
     if cfg.mqtt.enabled:
         m = cfg.mqtt
-        key = "mqtt.password_credential" if m.password_credential else "mqtt.password_file"
-        problems += _secret(key, "MQTT password", m.password_file, m.password_credential)
+        problems += _secret(m.password_credential, lambda: read_password(m))
         if m.tls:
             problems += _file("mqtt.ca_file", m.ca_file, "CA file")
             problems += _file("mqtt.cert_file", m.cert_file, "certificate file")
             problems += _file("mqtt.key_file", m.key_file, "key file")
-    if cfg.web.enabled and not (cfg.web.token_credential and not os.environ.get("CREDENTIALS_DIRECTORY")):
-        try:
-            read_token(cfg.web)
-        except SecretError as exc:
-            problems.append(str(exc))
+    if cfg.web.enabled:
+        problems += _secret(cfg.web.token_credential, lambda: read_token(cfg.web))
     return problems
