@@ -68,11 +68,17 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon (JSON-lines events on stdout or a file)")
     run.add_argument("--config", type=Path, default=SAMPLE_CONFIG,
                      help="YAML config (default: the bundled sample, the astronaut clip)")
-    run.add_argument("--max-frames", type=int, default=None, help="stop after N frames (overrides run.max_frames)")
+    run.add_argument("--max-frames", type=_int_at_least(0), default=None,
+                     help="stop after N frames, 0 = never (overrides run.max_frames)")
     run.add_argument("--allow-unverified-models", action="store_true",
                      help="load models whose SHA-256 is not in their card (sets classifier.verify_hash and "
                      "eyes.verify_hash to false; a warning is logged)")

@@ -41,8 +41,9 @@ def _source(cfg: AppConfig) -> list[str]:
     return []
 
 
-def _model(key: str, path: Path, verify: bool) -> list[str]:
-    """The model file and its card exist, and (with ``verify``) its bytes hash to one of the card's artifacts."""
+def _model(key: str, path: Path, verify: bool, needs_label: str | None = None) -> list[str]:
+    """The model file and its card exist, (with ``verify``) its bytes hash to one of the card's artifacts, and
+    its card names ``needs_label`` when one is given."""
     problems = _file(key, path, "model file")
     if problems:
         return problems
@@ -53,6 +54,8 @@ def _model(key: str, path: Path, verify: bool) -> list[str]:
             verify_model_bytes(card, card_file, path, path.read_bytes())
     except ModelCardError as exc:
         return [f"{key}: {exc}"]
+    if needs_label and needs_label not in card.labels:
+        return [f"{key}: {card_file}: labels {list(card.labels)} have no {needs_label!r} class"]
     return []
 
 
@@ -75,7 +78,7 @@ def check(cfg: AppConfig, source: bool = True) -> list[str]:
     problems = _source(cfg) if source else []
     problems += _model("classifier.model", Path(cfg.classifier.model), cfg.classifier.verify_hash)
     if cfg.eyes.enabled:
-        problems += _model("eyes.model", Path(cfg.eyes.model), cfg.eyes.verify_hash)
+        problems += _model("eyes.model", Path(cfg.eyes.model), cfg.eyes.verify_hash, needs_label="closed")
     if cfg.mqtt.enabled:
         m = cfg.mqtt
         problems += _secret(m.password_credential, lambda: read_password(m))

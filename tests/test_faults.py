@@ -610,15 +610,23 @@ def test_a_web_token_credential_outside_systemd_stops_run_with_one_line_and_a_st
     assert stop["event"] == "stop" and stop["exit_code"] == EXIT_BAD_INPUT
 
 
-def test_an_eye_model_card_without_a_closed_class_stops_run_with_one_line(tmp_path: Path, model_copy: Path):
+def test_an_eye_model_card_without_a_closed_class_stops_run_with_one_line(tmp_path: Path, model_copy: Path, capsys):
     card = model_copy / "eye_state.card.json"
     data = json.loads(card.read_text())
     data["labels"] = ["open" if label == "open" else "shut" for label in data["labels"]]
     card.write_text(json.dumps(data))
     config = model_config(tmp_path, model_copy / "fer_edge_int8.tflite", model_copy / "eye_state_int8.tflite")
+    code, lines = validate(config, capsys)
+    assert code == EXIT_BAD_INPUT and any("eyes.model" in line and "no 'closed' class" in line for line in lines)
     code, lines = run_daemon(config)
     assert code == EXIT_BAD_INPUT and len(lines) == 1, lines
     assert "eyes.model" in lines[0] and "no 'closed' class" in lines[0], lines
+
+
+def test_run_refuses_a_negative_frame_limit(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--max-frames", "-1"])
+    assert stop.value.code == EXIT_BAD_INPUT and "--max-frames" in capsys.readouterr().err
 
 
 def test_replay_of_an_unreadable_video_is_one_line_and_bad_input(tmp_path: Path):
