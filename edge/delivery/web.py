@@ -158,6 +158,7 @@ class StatusServer:
             raise StartupError(str(exc)) from None
         self._preview: tuple[float, bytes] | None = None
         self._preview_lock = threading.Lock()
+        self.page = PAGE.read_bytes()  # once: the page is package data and does not change while we run
         self.check_host = is_loopback(cfg.host) or bool(cfg.allowed_hosts)
         self.allowed_hosts = {*LOOPBACK_NAMES, cfg.host.strip("[]").lower(), *(h.lower() for h in cfg.allowed_hosts)}
         self.httpd = _bind(cfg, self._handler())
@@ -189,7 +190,8 @@ class StatusServer:
             server_version = "fer-edge"
 
             def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("web %s %s", self.address_string(), fmt % args)
+                if log.isEnabledFor(logging.DEBUG):  # formatting every request's line costs the frame loop
+                    log.debug("web %s %s", self.address_string(), fmt % args)
 
             timeout = 10  # seconds: a client that never finishes its request is dropped
 
@@ -262,7 +264,7 @@ class StatusServer:
                     return
                 url, cookie, _ = admitted
                 if url.path in ("/", "/index.html"):
-                    self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8", cookie)
+                    self._send(200, server.page, "text/html; charset=utf-8", cookie)
                 elif url.path == "/api/status":
                     self._json(server.snapshot.web_status())
                 elif url.path == "/api/alerts":
