@@ -363,10 +363,12 @@ def test_sigkilled_with_a_backlog_and_an_active_alarm_then_restarted(tmp_path: P
         t_down = events(first)[-1].get("t", 0)
         wait_for_event(first, lambda e: e.get("t", 0) >= t_down + 60, timeout=60)
         while True:  # kill while an alert is active, so its retained state/<rule> says "active"
+            daemon.send_signal(signal.SIGSTOP)  # frozen, it cannot clear the alert between our look and the kill
             finals = {e["rule"]: e["action"] for e in events(first) if e["event"] == "alert"}
             if any(action != "cleared" for action in finals.values()):
                 daemon.send_signal(signal.SIGKILL)
                 break
+            daemon.send_signal(signal.SIGCONT)
             time.sleep(0.05)
         daemon.wait(10)
     finally:
