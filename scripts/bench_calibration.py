@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 from edge.bench import print_result  # noqa: E402
 from edge.monitor.signals import DISTRESS_LABELS  # noqa: E402
 from edge.vision.classifier import load_model_with_card  # noqa: E402
-from train.calibration import RECORD_KEY, calibration_metrics  # noqa: E402
+from train.calibration import RECORD_KEY  # noqa: E402
 from train.datasets import default_cache_dir, load_dataset  # noqa: E402
+from train.probability_metrics import calibration_metrics  # noqa: E402
 
 MODELS = ("models/fer_edge_int8.tflite", "models/ferplus/fer_edge_ferplus_int8.tflite", "models/eye_state_int8.tflite")
 # PrivateTest (CEW val) accuracy of the uncalibrated int8 artifacts shipped before calibration

@@ -14,15 +14,12 @@ from train.calibration import (
     RECORD_KEY,
     CalibrationError,
     calibrate,
-    ece,
     fit_temperature,
     fold_temperature,
     logit_layer,
-    nll,
     predict_logits,
-    reliability_bins,
-    softmax,
 )
+from train.probability_metrics import ece, nll, reliability_bins, softmax
 
 
 def test_ece_on_a_hand_worked_example():
@@ -98,7 +95,8 @@ def test_fold_divides_logits_exactly(tiny_model_dir: Path):
 def test_fold_works_under_the_jax_backend():
     code = """
 import numpy as np, keras
-from train.calibration import fold_temperature, predict_logits, softmax
+from train.calibration import fold_temperature, predict_logits
+from train.probability_metrics import softmax
 inputs = keras.Input((8, 8, 1))
 x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
 model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(3, name="logits")(x)))

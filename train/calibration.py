@@ -16,15 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from train.probability_metrics import (  # noqa: F401  (re-exported: the calibration API)
-    ECE_BINS,
-    brier,
-    calibration_metrics,
-    ece,
-    nll,
-    reliability_bins,
-    softmax,
-)
+from train.probability_metrics import ECE_BINS, calibration_metrics, softmax
 
 log = logging.getLogger(__name__)
 
