@@ -62,6 +62,12 @@ class DetectorConfig(_Strict):
     redetect: bool = Field(True, description="when a tracked face is missed, search again around its last box "
                            "with relaxed settings (closed eyes weaken Haar's frontal-face features)")
     redetect_min_neighbors: int = Field(2, ge=1, le=50, description="minNeighbors of that second search")
+    hold_min_score: float | None = Field(0.7, gt=0, le=1, description="when both searches miss a tracked face, "
+                                         "it is held where its last detected appearance matches the frame with "
+                                         "at least this normalized correlation (a face whose eyes close changes "
+                                         "little; an empty seat does not match); null turns holding off")
+    hold_max_s: float = Field(30.0, gt=0, description="longest a face is held without a detection; then it is "
+                              "lost, so an absence is reported at most this much later than a detector miss")
 
 
 class ClassifierConfig(_Strict):
@@ -97,7 +103,10 @@ class EyesConfig(_Strict):
 
     enabled: bool = Field(True, description="classify eye state (needed by the driver profile)")
     model: Path = Field(DEFAULT_EYE_MODEL, description="eye-state model; its .card.json must sit beside it")
-    method: Literal["geometry", "cascade"] = Field("geometry", description="how eyes are located in the face box")
+    method: Literal["anchored", "geometry", "cascade"] = Field(
+        "anchored", description="how eyes are located in the face box: anchored = where the eye cascade last saw "
+        "this face's eyes open (geometry positions until then); geometry = fixed positions; cascade = the eye "
+        "cascade on every frame (closed eyes are often not found: unknown)")
     closed_threshold: float = Field(0.5, gt=0, lt=1, description="closed probability at or above this = closed")
     verify_hash: bool = Field(True, description="refuse an eye model whose SHA-256 is not among its card's "
                               "artifacts (false: load it anyway, with a warning)")
@@ -110,6 +119,10 @@ class EyesConfig(_Strict):
     smile_at: float | None = Field(0.4, gt=0, le=1, description="when the face's smoothed 'happy' probability is at "
                                    "or above this, a closed reading needs smile_closed_at (a laugh narrows the "
                                    "eyes); null turns the gate off")
+    require_open_sighting: bool = Field(True, description="anchored method: eyes count as closed only on a face "
+                                        "whose eyes were seen open at least once (a closure is a change from open; "
+                                        "until then a closed reading is unknown). A patient already asleep when "
+                                        "monitoring starts is not reported asleep until the eyes open once")
     smile_closed_at: float = Field(0.99, gt=0, le=1, description="closed probability a smiling face's eyes need "
                                    "to count as closed; below it they are unknown (1 = never closed)")
 

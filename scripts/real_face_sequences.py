@@ -90,17 +90,18 @@ def find_eyes(head: np.ndarray) -> list[tuple[int, int, int, int]] | None:
 
 
 def paste_closed(head: np.ndarray, eyes: list[tuple[int, int, int, int]], patches: list[np.ndarray],
-                 face_side: int) -> np.ndarray:
+                 face_side: int) -> np.ndarray | None:
     """The head with a closed-eye patch centred on each eye box, at CEW's scale (a patch spans about a
-    quarter of the face's width), its mean brightness matched to the eye region's."""
+    quarter of the face's width), its mean brightness matched to the eye region's; None when a patch
+    would not fit inside the head image (one eye would stay open)."""
     out = head.astype(np.float32).copy()
     for (x, y, w, h), patch in zip(eyes, patches, strict=True):
         side = round(0.26 * face_side)
         cx, cy = x + w / 2, y + h / 2
         x0, y0 = round(cx - side / 2), round(cy - side / 2)
         region = out[y0 : y0 + side, x0 : x0 + side]
-        if region.shape != (side, side):
-            continue
+        if x0 < 0 or y0 < 0 or region.shape != (side, side):
+            return None
         p = cv2.resize(patch, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
         p = p - p.mean() + float(region.mean())
         mask = np.zeros((side, side), np.float32)
@@ -151,6 +152,8 @@ def closed_runs(faces: np.ndarray, closed_patches: list[np.ndarray], rng: np.ran
             continue
         patches = [closed_patches[int(k)] for k in rng.choice(len(closed_patches), size=2, replace=False)]
         closed = paste_closed(head, eyes, patches, side)
+        if closed is None:
+            continue
         runs.append(Run(head, closed, side, open_before_s + closed_s + open_after_s,
                         (open_before_s, open_before_s + closed_s), "closed", int(i)))
         if len(runs) == count:

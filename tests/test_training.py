@@ -58,6 +58,23 @@ def test_augmentation_keeps_shape_and_range():
     assert np.allclose(same, x.numpy(), atol=1e-3)  # identity transform when everything is off
 
 
+def test_blur_smooths_and_noise_roughens():
+    from train.augment import augment_batch, augment_with
+
+    rng = np.random.default_rng(1)
+    x = np.repeat(rng.uniform(0, 255, (1, 24, 24, 1)).astype(np.float32), 32, axis=0)
+    still = AugmentConfig.none()
+    roughness = lambda im: float(np.abs(np.diff(im, axis=2)).mean())  # noqa: E731
+    blurred = np.asarray(augment_batch(x, augment_with(still, {"blur": 1.0}), seed=[3, 4]))
+    assert roughness(blurred) < 0.9 * roughness(x)
+    flat = np.full((32, 24, 24, 1), 128.0, np.float32)
+    noisy = np.asarray(augment_batch(flat, augment_with(still, {"noise_std": 8.0}), seed=[3, 4]))
+    per_image = noisy.reshape(32, -1).std(axis=1)
+    assert per_image.min() > 0 and per_image.max() <= 8.5 and per_image.std() > 0.5  # its own level per image
+    with pytest.raises(ValueError, match="unknown field"):
+        augment_with(still, {"blurr": 1.0})
+
+
 def test_fit_cli_writes_model_card_report_and_resumes(tmp_path: Path):
     import keras
 

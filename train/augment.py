@@ -33,10 +33,23 @@ class AugmentConfig:
     erase_prob: float = 0.5
     erase_area: tuple[float, float] = (0.02, 0.2)
     erase_aspect: tuple[float, float] = (0.3, 3.3)
+    blur: float = 0.0  # up to this share of a sigma-1 binomial blur is mixed in (resampled, defocused cameras)
+    noise_std: float = 0.0  # sensor noise: per image, a standard deviation up to this, in grey levels
 
     @classmethod
     def none(cls) -> AugmentConfig:
         return cls(False, 0.0, (1.0, 1.0), 0.0, 0.0, (1.0, 1.0), 0.0)
+
+
+def augment_with(base: AugmentConfig, overrides: dict[str, Any]) -> AugmentConfig:
+    """``base`` with some fields replaced (from a command line's JSON); an unknown field is a ValueError."""
+    from dataclasses import fields, replace
+
+    known = {f.name for f in fields(AugmentConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"--augment: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
 def as_seed(seed: Any) -> Any:
@@ -133,7 +146,25 @@ def augment_batch(images: Any, cfg: AugmentConfig, seed: Any = None) -> Any:
         contrast = draws.uniform((n, 1, 1, 1), cfg.contrast[0], cfg.contrast[1])
         shift = draws.uniform((n, 1, 1, 1), -1.0, 1.0) * cfg.brightness * 255.0
         images = (images - mean) * contrast + mean + shift
+    if cfg.blur > 0:
+        images = _blur_mix(images, n, cfg.blur, draws)
+    if cfg.noise_std > 0:
+        std = draws.uniform((n, 1, 1, 1), 0.0, cfg.noise_std)
+        images = images + draws.uniform(ops.shape(images), -1.0, 1.0) * (math.sqrt(3.0) * std)
     images = ops.clip(images, 0.0, 255.0)
     if cfg.erase_prob > 0:
         images = _random_erase(images, n, h, w, cfg, draws)
     return images
+
+
+_BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+def _blur_mix(images: Any, n: Any, strength: float, draws: _Draws) -> Any:
+    """Each image moves a random share (up to ``strength``) of the way to its 5x5 binomial blur (sigma 1)."""
+    taps = ops.convert_to_tensor(_BINOMIAL_5, dtype="float32") / 16.0
+    kernel = ops.reshape(ops.outer(taps, taps), (5, 5, 1, 1))
+    padded = ops.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+    blurred = ops.conv(padded, kernel, strides=1, padding="valid", data_format="channels_last")
+    share = draws.uniform((n, 1, 1, 1), 0.0, strength)
+    return images + share * (blurred - images)

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--class-weight", choices=["none", "balanced", "sqrt"], default="none")
     fit.add_argument("--patience", type=int, default=0, help="early stop after N epochs without a PublicTest gain")
     fit.add_argument("--no-augment", action="store_true", help="turn augmentation off (debugging only)")
+    fit.add_argument("--augment", type=json.loads, default={}, metavar="JSON",
+                     help='augmentation settings over the dataset\'s defaults, e.g. \'{"blur": 1, "noise_std": 6}\' '
+                     "(fields of train.augment.AugmentConfig)")
     fit.add_argument("--seed", type=int, default=1234)
     fit.add_argument("--limit", type=int, default=0, help="use only N training rows (smoke tests)")
     fit.add_argument("--teacher", action="append", default=[], metavar="MODEL.keras",
@@ -211,7 +214,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from train.augment import AugmentConfig
+    from train.augment import AugmentConfig, augment_with
     from train.fit import FitConfig, train
 
     name = args.name or ("eye_state" if args.dataset == "cew" else "fer_edge")
@@ -232,6 +235,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     )
     if args.dataset == "cew" and not args.no_augment:
         cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)
+    if args.augment and not args.no_augment:
+        cfg.augment = augment_with(cfg.augment, args.augment)
     dataset = _load(args)
     train(cfg, dataset, run_dir, resume=args.resume, new_horizon=args.epochs if args.new_horizon else None)
     _publish(run_dir, args.out, dataset)

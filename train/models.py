@@ -150,9 +150,10 @@ def baseline_5conv(num_classes: int, input_size: int = FACE_INPUT_SIZE, dropout:
 
 
 @register("eyenet", "tiny CNN for 24x24 open/closed eye patches")
-def eyenet(num_classes: int, input_size: int = 24, dropout: float = 0.2) -> keras.Model:
+def eyenet(num_classes: int, input_size: int = 24, dropout: float = 0.2,
+           widths: tuple[int, int, int] = (16, 32, 64)) -> keras.Model:
     inputs, x = _input(input_size)
-    for i, width in enumerate((16, 32, 64)):
+    for i, width in enumerate(widths):
         x = _conv_bn_act(x, width, name=f"c{i}a")
         x = _conv_bn_act(x, width, name=f"c{i}b")
         if i < 2:

@@ -28,7 +28,7 @@ class Monitor:
         self.engine = RuleEngine(cfg.alerts.effective_rules(), cfg.alerts.profile)
         e = cfg.eyes
         gate = EyeGate(e.closed_threshold, e.min_face_px, e.min_patch_contrast, e.require_both,
-                       e.smile_at if "happy" in labels else None, e.smile_closed_at)
+                       e.smile_at if "happy" in labels else None, e.smile_closed_at, e.require_open_sighting)
         self.eyes = EyeStateEstimator(e.model, e.method, cfg.classifier.threads, gate, e.verify_hash) \
             if e.enabled else None
         unknown = sorted(set(cfg.signals.distress_weights) - set(labels))
@@ -56,8 +56,8 @@ class Monitor:
         update = MonitorUpdate(t, {}, {})
         for face in self.watched(result.faces):
             probs = probs_dict(self.labels, face.probs)
-            reading = self.eyes.estimate(result.frame.grey, face.box, probs.get("happy")) if self.eyes \
-                else EyeReading(None, 0, [])
+            reading = self.eyes.estimate(result.frame.grey, face.box, probs.get("happy"), face.track_id, t) \
+                if self.eyes else EyeReading(None, 0, [])
             signals = self.subjects.setdefault(face.track_id, self._new_subject())
             signals.update(t, reading.closed_prob, probs)
             snapshot = signals.snapshot(t)
@@ -72,6 +72,8 @@ class Monitor:
         live = set(result.alive_tracks)
         for track in [tr for tr in self.subjects if tr not in live]:
             del self.subjects[track]
+            if self.eyes:
+                self.eyes.forget(track)
             update.events.extend(self.engine.drop_track(track, t))
         return update
 

@@ -80,6 +80,35 @@ class HaarFaceDetector:
                 round(best[3] / scale))
 
 
+TEMPLATE_SIDE = 48  # faces are matched at this size: cheap, and enough detail for a whole face
+
+
+def face_template(grey: np.ndarray, box: Box) -> np.ndarray:
+    """A face's appearance for ``hold_by_template``: its box, resized to TEMPLATE_SIDE."""
+    return crop_face(grey, box, TEMPLATE_SIDE)
+
+
+def hold_by_template(grey: np.ndarray, template: np.ndarray, previous: Box, min_score: float) -> Box | None:
+    """Where ``template`` (the face's last detected appearance) best matches the frame near ``previous``, at
+    the previous size, when the normalized correlation reaches ``min_score``; otherwise None."""
+    x, y, w, h = previous
+    scale = TEMPLATE_SIDE / max(w, h)
+    pad = 0.3 * max(w, h)
+    H, W = grey.shape[:2]
+    x0, y0 = max(0, round(x - pad)), max(0, round(y - pad))
+    x1, y1 = min(W, round(x + w + pad)), min(H, round(y + h + pad))
+    roi = grey[y0:y1, x0:x1]
+    size = (round(roi.shape[1] * scale), round(roi.shape[0] * scale))
+    if size[0] <= TEMPLATE_SIDE or size[1] <= TEMPLATE_SIDE:
+        return None
+    small = cv2.resize(roi, size, interpolation=cv2.INTER_AREA)
+    scores = cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+    if not np.isfinite(best) or best < min_score:
+        return None
+    return (x0 + round(bx / scale), y0 + round(by / scale), w, h)
+
+
 def crop_face(grey: np.ndarray, box: Box, size: int, scale: float = 1.0) -> np.ndarray:
     """A square crop around the box centre, side = max(w, h) * scale, edges replicated, resized.
 

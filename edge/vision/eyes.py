@@ -1,24 +1,37 @@
 """Eye state per tracked face: locate both eyes, classify open/closed with the int8 eye model.
 
-Two ways to locate the eyes, chosen in the config:
+Three ways to locate the eyes, chosen in the config:
 
-- ``geometry`` (default): fixed positions inside the Haar face box, (0.28, 0.37) and (0.72, 0.37) of
-  its width/height with a square side of 0.28 of its width. These match where OpenCV's own eye
-  cascade finds the eyes on frontal faces, and cost nothing.
-- ``cascade``: OpenCV's ``haarcascade_eye.xml`` in the upper 60% of the face. It fails more often on
+- ``anchored`` (default): where this face's eyes were seen open. While a tracked face's eyes are open,
+  OpenCV's eye cascade finds them; a pair found where eyes can be (near the geometry positions, side by
+  side, alike in size) and read *open* by the eye model moves the track's anchors, kept relative to the
+  face box. A closed eye lies where the open eye was, so the patches stay on the eyes when they close
+  and the cascade no longer finds them. Until a track has an anchor, the geometry positions are used.
+  The cascade runs every ``ANCHOR_TRY_S`` until a track has ``ANCHOR_SAMPLES`` sightings, then once per
+  ``ANCHOR_REFRESH_S``.
+- ``geometry``: fixed positions inside the Haar face box, (0.28, 0.37) and (0.72, 0.37) of
+  its width/height. These match where the eye cascade finds the eyes on an average frontal face, and
+  cost nothing, but a face whose eyes sit elsewhere in its box gets patches partly off the eyes.
+- ``cascade``: the eye cascade in the upper 60% of the face on every frame. It fails more often on
   closed eyes (an eye detector looks for an open eye), and a failure is *unknown*, never *closed*.
+
+Every method crops a square of side 0.28 of the face width around each eye centre.
 
 "Closed" must be earned. The reading is *unknown* (never closed) when the face is too small for its
 eye patches to hold an eye (``min_face_px``), when a patch has too little contrast to show one
 (sunglasses, glare, a dark cabin: ``min_patch_contrast``), when the two eyes disagree (one open, one
-closed: a turned head's far eye, a hand, a wink; ``require_both``), and when the face is confidently
+closed: a turned head's far eye, a hand, a wink; ``require_both``), when the anchored method has never
+seen this face's eyes open (``require_open_sighting``: a closure is a change from open eyes, and a face
+whose eyes never look open, behind make-up, downcast or shut from the first frame, gives no reference), and
+when the face is confidently
 smiling and the eyes read closed with less than ``smile_closed_at`` (a laugh narrows the eyes: the
 best-known false closure in driver monitoring).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -30,6 +43,30 @@ from edge.vision.detect import Box, cascade_path, crop_face
 
 EYE_CENTRES = ((0.28, 0.37), (0.72, 0.37))
 EYE_SIDE = 0.28
+ANCHOR_REACH = (0.12, 0.12)  # how far (face width, height) an anchor may sit from its geometry position
+ANCHOR_SAMPLES = 5
+CASCADE_FACE_PX = 100  # the eye cascade runs on the upper face enlarged to at least this width
+ANCHOR_TRY_S = 0.2
+ANCHOR_REFRESH_S = 1.0
+ANCHOR_OPEN_BELOW = 0.3  # a sighting counts only when the model reads both eyes this clearly open
+
+
+@dataclass
+class EyeAnchor:
+    """One track's eye centres, relative to its face box, from sightings of its open eyes."""
+
+    centres: list[tuple[float, float]] = field(default_factory=lambda: list(EYE_CENTRES))
+    samples: int = 0
+    last_try: float = -math.inf
+
+    def add(self, centres: list[tuple[float, float]]) -> None:
+        weight = 1.0 / min(self.samples + 1, 2 * ANCHOR_SAMPLES)  # mean of the first sightings, then a slow EMA
+        self.centres = [(ax + weight * (bx - ax), ay + weight * (by - ay))
+                        for (ax, ay), (bx, by) in zip(self.centres, centres, strict=True)]
+        self.samples += 1
+
+    def due(self, now: float) -> bool:
+        return now - self.last_try >= (ANCHOR_TRY_S if self.samples < ANCHOR_SAMPLES else ANCHOR_REFRESH_S)
 
 
 @dataclass(frozen=True)
@@ -42,6 +79,7 @@ class EyeGate:
     require_both: bool = False
     smile_at: float | None = None  # expression-model "happy" probability from which closed needs more evidence
     smile_closed_at: float = 1.0  # the closed probability that evidence is (1.0: a smiling face is never closed)
+    require_open_sighting: bool = False  # anchored method: closed only on a track whose eyes were once seen open
 
 
 @dataclass
@@ -51,11 +89,12 @@ class EyeReading:
     boxes: list[Box]
     raw_probs: tuple[float, ...] = ()  # the model's closed probability per eye, before gating
     unknown_reason: str | None = None  # small_face | no_eyes | low_contrast | eyes_disagree | smile
+    # | not_seen_open
     contrast: float | None = None  # the lowest grey-level standard deviation of the eye patches
 
 
 class EyeStateEstimator:
-    def __init__(self, model: Path, method: str = "geometry", threads: int = 1, gate: EyeGate | None = None,
+    def __init__(self, model: Path, method: str = "anchored", threads: int = 1, gate: EyeGate | None = None,
                  verify: bool = True):
         self.classifier, self.card = load_model_with_card(model, threads, verify=verify)
         if "closed" not in self.card.labels:
@@ -65,36 +104,99 @@ class EyeStateEstimator:
         self.gate = gate or EyeGate()
         self._size = self.classifier.input_size[0]
         self._cascade = None
-        if method == "cascade":
+        self._anchors: dict[int, EyeAnchor] = {}
+        if method in ("cascade", "anchored"):
             self._cascade = cv2.CascadeClassifier(str(cascade_path("haarcascade_eye.xml")))
         elif method != "geometry":
-            raise ValueError(f"eye location method must be geometry or cascade, not {method!r}")
+            raise ValueError(f"eye location method must be anchored, geometry or cascade, not {method!r}")
 
-    def locate(self, grey: np.ndarray, face: Box) -> list[Box]:
+    @staticmethod
+    def boxes_at(face: Box, centres: list[tuple[float, float]] | tuple[tuple[float, float], ...]) -> list[Box]:
+        """Square eye patches of side EYE_SIDE x face width around centres given relative to the face box."""
         x, y, w, h = face
-        if self._cascade is None:
-            side = EYE_SIDE * w
-            return [(round(x + cx * w - side / 2), round(y + cy * h - side / 2), round(side), round(side))
-                    for cx, cy in EYE_CENTRES]
+        side = EYE_SIDE * w
+        return [(round(x + cx * w - side / 2), round(y + cy * h - side / 2), round(side), round(side))
+                for cx, cy in centres]
+
+    def locate(self, grey: np.ndarray, face: Box, track: int | None = None) -> list[Box]:
+        if self.method == "geometry":
+            return self.boxes_at(face, EYE_CENTRES)
+        if self.method == "anchored":
+            anchor = self._anchors.get(track) if track is not None else None
+            return self.boxes_at(face, anchor.centres if anchor and anchor.samples else EYE_CENTRES)
+        return self._cascade_pair(grey, face, strict=False)
+
+    def _cascade_pair(self, grey: np.ndarray, face: Box, strict: bool) -> list[Box]:
+        """Eye-cascade boxes in the upper face, sorted left to right. ``strict``: exactly one plausible pair
+        (side by side, alike in size and height, each near its geometry position) or nothing."""
+        assert self._cascade is not None
+        x, y, w, h = face
         x0, y0 = max(0, x), max(0, y)
         upper = grey[y0 : y0 + int(h * 0.6), x0 : x0 + w]
         if upper.size == 0:
             return []
-        found = self._cascade.detectMultiScale(upper, 1.1, 4, minSize=(max(8, int(w * 0.12)),) * 2)
-        boxes = [(int(ex + x0), int(ey + y0), int(ew), int(eh)) for ex, ey, ew, eh in (found if len(found) else [])]
+        # The eye cascade's window is 20 px: on faces under CASCADE_FACE_PX the eyes are smaller than that,
+        # so the upper face is enlarged first.
+        zoom = max(1.0, CASCADE_FACE_PX / w)
+        if zoom > 1.0:
+            upper = cv2.resize(upper, (round(upper.shape[1] * zoom), round(upper.shape[0] * zoom)),
+                               interpolation=cv2.INTER_LINEAR)
+        found = self._cascade.detectMultiScale(upper, 1.1, 4, minSize=(max(8, int(w * zoom * 0.12)),) * 2)
+        boxes = [(round(ex / zoom) + x0, round(ey / zoom) + y0, round(ew / zoom), round(eh / zoom))
+                 for ex, ey, ew, eh in (found if len(found) else [])]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
-        return sorted(boxes[:2])
+        boxes = sorted(boxes[:2])
+        if not strict:
+            return boxes
+        if len(boxes) != 2:
+            return []
+        (lx, ly, lw, _), (rx, ry, rw, _) = boxes
+        if rx < lx + 0.8 * lw or abs(ly - ry) > 0.25 * lw or not 0.7 < lw / rw < 1.4:
+            return []
+        for (bx, by, bw, bh), (gx, gy) in zip(boxes, EYE_CENTRES, strict=True):
+            if abs((bx + bw / 2 - x) / w - gx) > ANCHOR_REACH[0] or abs((by + bh / 2 - y) / h - gy) > ANCHOR_REACH[1]:
+                return []
+        return boxes
 
-    def estimate(self, grey: np.ndarray, face: Box, happy: float | None = None) -> EyeReading:
-        """``happy``: the face's (smoothed, calibrated) happy probability, for the smile gate."""
+    def _closed_probs(self, grey: np.ndarray, boxes: list[Box]) -> tuple[list[np.ndarray], tuple[float, ...]]:
+        patches = [crop_face(grey, b, self._size) for b in boxes]
+        return patches, tuple(float(self.classifier.predict(p)[0][self._closed]) for p in patches)
+
+    def _learn_anchor(self, grey: np.ndarray, face: Box, track: int, now: float) -> None:
+        anchor = self._anchors.setdefault(track, EyeAnchor())
+        if not anchor.due(now):
+            return
+        anchor.last_try = now
+        pair = self._cascade_pair(grey, face, strict=True)
+        if not pair:
+            return
+        x, y, w, h = face
+        centres = [((bx + bw / 2 - x) / w, (by + bh / 2 - y) / h) for bx, by, bw, bh in pair]
+        _, probs = self._closed_probs(grey, self.boxes_at(face, centres))
+        if max(probs) < ANCHOR_OPEN_BELOW:
+            anchor.add(centres)
+
+    def seen_open(self, track: int) -> bool:
+        anchor = self._anchors.get(track)
+        return anchor is not None and anchor.samples > 0
+
+    def forget(self, track: int) -> None:
+        """Drop a finished track's anchors."""
+        self._anchors.pop(track, None)
+
+    def estimate(self, grey: np.ndarray, face: Box, happy: float | None = None, track: int | None = None,
+                 now: float = 0.0) -> EyeReading:
+        """``happy``: the face's (smoothed, calibrated) happy probability, for the smile gate. ``track`` and
+        ``now`` (seconds): the face's track and the frame time, for the anchored method's per-track anchors."""
         gate = self.gate
         if max(face[2], face[3]) < gate.min_face_px:
             return EyeReading(None, 0, [], unknown_reason="small_face")
-        boxes = self.locate(grey, face)
+        if self.method == "anchored" and track is not None:
+            self._learn_anchor(grey, face, track, now)
+        boxes = self.locate(grey, face, track)
         if not boxes:
             return EyeReading(None, 0, [], unknown_reason="no_eyes")
-        patches = [crop_face(grey, b, self._size) for b in boxes]
-        probs = tuple(float(self.classifier.predict(p)[0][self._closed]) for p in patches)
+        patches, probs = self._closed_probs(grey, boxes)
         reading = EyeReading(None, len(boxes), boxes, probs, contrast=min(float(p.std()) for p in patches))
         if reading.contrast < gate.min_patch_contrast:
             reading.unknown_reason = "low_contrast"
@@ -105,6 +207,10 @@ class EyeStateEstimator:
             return reading
         # Both closed: the weaker closure is the evidence; both open: the stronger closure is the doubt.
         value = (min(probs) if all(closed) else max(probs)) if gate.require_both else float(np.mean(probs))
+        if value >= gate.closed_threshold and gate.require_open_sighting and self.method == "anchored" \
+                and track is not None and not self.seen_open(track):
+            reading.unknown_reason = "not_seen_open"
+            return reading
         if gate.closed_threshold <= value < gate.smile_closed_at and gate.smile_at is not None \
                 and happy is not None and happy >= gate.smile_at:
             reading.unknown_reason = "smile"

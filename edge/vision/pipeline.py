@@ -10,7 +10,7 @@ from edge.capture.sources import Frame
 from edge.config import AppConfig
 from edge.contract import ModelCard
 from edge.vision.classifier import Classifier
-from edge.vision.detect import Box, HaarFaceDetector, crop_face
+from edge.vision.detect import Box, HaarFaceDetector, crop_face, face_template, hold_by_template
 from edge.vision.tracker import IoUTracker, Track, iou, label_for
 
 
@@ -46,16 +46,25 @@ class Pipeline:
         self._frames = 0
         self._size = classifier.input_size[0]
 
-    def _redetect_missed(self, grey: np.ndarray, boxes: list[Box]) -> list[Box]:
-        """Visible tracks that no fresh box matches get a second, local, relaxed search."""
-        extra = []
+    def _recover_missed(self, grey: np.ndarray, boxes: list[Box], now: float) -> tuple[list[Box], list[Box]]:
+        """Visible tracks that no fresh box matches get a second, local, relaxed search, then a template
+        match against their last detected appearance. Returns (boxes found again, boxes held by template)."""
+        found, held = [], []
         for track in self.tracker.visible():
             if any(iou(track.box, b) >= self.cfg.tracker.iou_threshold for b in boxes):
                 continue
-            found = self.detector.redetect(grey, track.box)
-            if found is not None:
-                extra.append(found)
-        return extra
+            box = self.detector.redetect(grey, track.box) if self.cfg.detector.redetect else None
+            if box is not None:
+                found.append(box)
+                continue
+            template = track.extra.get("template")
+            held_for = now - track.extra.get("held_since", now)
+            if template is not None and self.cfg.detector.hold_min_score is not None \
+                    and held_for <= self.cfg.detector.hold_max_s:
+                box = hold_by_template(grey, template, track.box, self.cfg.detector.hold_min_score)
+                if box is not None:
+                    held.append(box)
+        return found, held
 
     def process(self, frame: Frame) -> FrameResult:
         now = frame.timestamp
@@ -63,9 +72,14 @@ class Pipeline:
         self._frames += 1
         if detect:
             boxes = self.detector.detect(frame.grey)
-            if self.cfg.detector.redetect:
-                boxes += self._redetect_missed(frame.grey, boxes)
-            tracks = self.tracker.update(boxes, now)
+            found, held = self._recover_missed(frame.grey, boxes, now)
+            tracks = self.tracker.update(boxes + found + held, now)
+            for track in tracks:
+                if track.box in held:  # a held box never becomes the template: it could drift off the face
+                    track.extra.setdefault("held_since", now)
+                else:
+                    track.extra["template"] = face_template(frame.grey, track.box)
+                    track.extra.pop("held_since", None)
         else:
             self.tracker.expire(now)
             tracks = self.tracker.visible()

@@ -1,0 +1,136 @@
+"""Eyes are read where this face's eyes were seen open, and a face whose eyes close is held, not lost
+(scikit-image's astronaut photo, with lids painted shut for the closed frames)."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from clips import EYES, astronaut_bgr
+
+from edge.capture.sources import Frame
+from edge.config import AppConfig
+from edge.daemon import load_classifier_for
+from edge.vision.detect import HaarFaceDetector, face_template, hold_by_template
+from edge.vision.eyes import ANCHOR_REFRESH_S, EYE_CENTRES, EyeGate, EyeStateEstimator
+from edge.vision.pipeline import Pipeline
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def grey(eyes_closed: bool = False) -> np.ndarray:
+    return cv2.cvtColor(astronaut_bgr(eyes_closed), cv2.COLOR_BGR2GRAY)
+
+
+@pytest.fixture(scope="module")
+def face() -> tuple[int, int, int, int]:
+    boxes = HaarFaceDetector(AppConfig().detector).detect(grey())
+    assert len(boxes) == 1
+    return boxes[0]
+
+
+def centre(box: tuple[int, int, int, int]) -> tuple[float, float]:
+    return box[0] + box[2] / 2, box[1] + box[3] / 2
+
+
+def off_eyes(boxes: list) -> float:
+    """The larger distance in pixels between a patch centre and the true eye centre."""
+    return max(float(np.hypot(*np.subtract(centre(b), eye))) for b, eye in zip(boxes, EYES, strict=True))
+
+
+def test_anchor_moves_the_patches_onto_eyes_the_geometry_misses(face):
+    # A face box 9% of its height higher than Haar's: the fixed positions land above the eyes.
+    x, y, w, h = face
+    shifted = (x, y - round(0.09 * h), w, h)
+    geometry = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="geometry")
+    anchored = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
+    assert off_eyes(geometry.locate(grey(), shifted)) > 8
+    assert anchored.locate(grey(), shifted, track=1) == geometry.locate(grey(), shifted)  # no sighting yet
+    for k in range(6):
+        reading = anchored.estimate(grey(), shifted, track=1, now=k * 0.25)
+    assert off_eyes(reading.boxes) < 3
+    assert reading.closed_prob is not None and reading.closed_prob < 0.5
+
+
+def test_closed_eyes_keep_the_anchor_and_read_closed(face):
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
+    for k in range(6):
+        est.estimate(grey(), face, track=7, now=k * 0.25)
+    learned = list(est._anchors[7].centres)
+    now = 2.0
+    for _ in range(5):
+        now += ANCHOR_REFRESH_S
+        reading = est.estimate(grey(eyes_closed=True), face, track=7, now=now)
+        assert reading.closed_prob is not None and reading.closed_prob >= 0.5
+    assert est._anchors[7].centres == learned
+    est.forget(7)
+    assert est.locate(grey(), face, track=7) == est.boxes_at(face, EYE_CENTRES)
+
+
+def test_a_pair_far_from_where_eyes_can_be_is_not_an_anchor(face):
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
+    x, y, w, h = face
+    est.estimate(grey(), (x, y - round(0.4 * h), w, h), track=3, now=0.0)  # the eyes in the box's lower half
+    assert est._anchors[3].samples == 0
+
+
+def test_held_face_follows_the_face_not_the_background(face):
+    template = face_template(grey(), face)
+    shifted = np.roll(grey(eyes_closed=True), (3, 6), axis=(0, 1))
+    held = hold_by_template(shifted, template, face, 0.7)
+    assert held is not None and abs(held[0] - face[0] - 6) <= 2 and abs(held[1] - face[1] - 3) <= 2
+    empty = np.random.default_rng(0).integers(90, 110, grey().shape, dtype=np.uint8)
+    assert hold_by_template(empty, template, face, 0.7) is None
+
+
+class Blind:
+    """A detector that finds faces only in the frames it is told to."""
+
+    def __init__(self, real: HaarFaceDetector, see: set[int]):
+        self.real, self.see, self.frame = real, see, 0
+
+    def detect(self, image: np.ndarray) -> list:
+        self.frame += 1
+        return self.real.detect(image) if self.frame - 1 in self.see else []
+
+    def redetect(self, image: np.ndarray, previous: tuple) -> None:
+        return None
+
+
+@pytest.mark.parametrize("hold", [0.7, None])
+def test_a_tracked_face_the_detector_loses_is_held_while_it_is_there(hold):
+    cfg = AppConfig()
+    cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"every_n_frames": 1,
+                                                                             "hold_min_score": hold})})
+    classifier, card = load_classifier_for(cfg)
+    pipeline = Pipeline(cfg, classifier, card, detector=Blind(HaarFaceDetector(cfg.detector), {0}))  # type: ignore[arg-type]
+    assert len(pipeline.process(Frame(grey(), 0.0, 0)).faces) == 1
+    closed = pipeline.process(Frame(grey(eyes_closed=True), 0.1, 1)).faces
+    assert len(closed) == (1 if hold else 0)
+    empty = np.full_like(grey(), 100)
+    assert pipeline.process(Frame(empty, 0.2, 2)).faces == []
+
+
+def test_closed_needs_the_eyes_seen_open_once(face):
+    gate = EyeGate(require_open_sighting=True)
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored", gate=gate)
+    first = est.estimate(grey(eyes_closed=True), face, track=2, now=0.0)  # shut from the first frame
+    assert first.closed_prob is None and first.unknown_reason == "not_seen_open"
+    assert min(first.raw_probs) >= 0.5
+    est.estimate(grey(), face, track=2, now=0.5)
+    later = est.estimate(grey(eyes_closed=True), face, track=2, now=1.0)
+    assert later.closed_prob is not None and later.closed_prob >= 0.5
+    unguarded = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored", gate=EyeGate())
+    assert unguarded.estimate(grey(eyes_closed=True), face, track=2, now=0.0).closed_prob is not None
+
+
+def test_a_face_is_held_no_longer_than_hold_max_s():
+    cfg = AppConfig()
+    cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"every_n_frames": 1,
+                                                                             "hold_max_s": 1.0})})
+    classifier, card = load_classifier_for(cfg)
+    pipeline = Pipeline(cfg, classifier, card, detector=Blind(HaarFaceDetector(cfg.detector), {0}))  # type: ignore[arg-type]
+    pipeline.process(Frame(grey(), 0.0, 0))
+    closed = grey(eyes_closed=True)
+    seen = [len(pipeline.process(Frame(closed, t, i)).faces) for i, t in enumerate((0.5, 1.0, 1.5, 2.0), 1)]
+    assert seen == [1, 1, 1, 0]  # held from 0.5 s: 0.5 and 1.0 s later it still is, 1.5 s later it is lost
