@@ -66,8 +66,8 @@ class DetectorConfig(_Strict):
                                          "it is held where its last detected appearance matches the frame with "
                                          "at least this normalized correlation (a face whose eyes close changes "
                                          "little; an empty seat does not match); null turns holding off")
-    hold_max_s: float = Field(30.0, gt=0, description="longest a face is held without a detection; then it is "
-                              "lost, so an absence is reported at most this much later than a detector miss")
+    hold_max_s: float = Field(10.0, gt=0, description="longest a face is held after its last detection; a "
+                              "scene that still matches a face that left (rare) delays face_absent by at most this")
 
 
 class ClassifierConfig(_Strict):

@@ -70,7 +70,10 @@ def test_closed_eyes_keep_the_anchor_and_read_closed(face):
 def test_a_pair_far_from_where_eyes_can_be_is_not_an_anchor(face):
     est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
     x, y, w, h = face
-    est.estimate(grey(), (x, y - round(0.4 * h), w, h), track=3, now=0.0)  # the eyes in the box's lower half
+    aside = (x + round(0.2 * w), y, w, h)  # a box a fifth of its width to the right: the left eye sits far out
+    assert len(est._cascade_pair(grey(), aside, strict=False)) == 2  # the cascade does find both eyes
+    assert est._cascade_pair(grey(), aside, strict=True) == []
+    est.estimate(grey(), aside, track=3, now=0.0)
     assert est._anchors[3].samples == 0
 
 
@@ -81,6 +84,12 @@ def test_held_face_follows_the_face_not_the_background(face):
     assert held is not None and abs(held[0] - face[0] - 6) <= 2 and abs(held[1] - face[1] - 3) <= 2
     empty = np.random.default_rng(0).integers(90, 110, grey().shape, dtype=np.uint8)
     assert hold_by_template(empty, template, face, 0.7) is None
+    flat = np.full_like(template, 80)  # correlates 1.0 everywhere: never a hold
+    assert hold_by_template(shifted, flat, face, 0.7) is None
+    x, y, w, h = face
+    tall = (x + 10, y, w - 20, h)  # a box narrower than high is held at its own place, not its square's
+    held_tall = hold_by_template(shifted, face_template(grey(), tall), tall, 0.7)
+    assert held_tall is not None and abs(held_tall[0] - tall[0] - 6) <= 2 and held_tall[2:] == tall[2:]
 
 
 class Blind:
@@ -103,12 +112,22 @@ def test_a_tracked_face_the_detector_loses_is_held_while_it_is_there(hold):
     cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"every_n_frames": 1,
                                                                              "hold_min_score": hold})})
     classifier, card = load_classifier_for(cfg)
-    pipeline = Pipeline(cfg, classifier, card, detector=Blind(HaarFaceDetector(cfg.detector), {0}))  # type: ignore[arg-type]
-    assert len(pipeline.process(Frame(grey(), 0.0, 0)).faces) == 1
-    closed = pipeline.process(Frame(grey(eyes_closed=True), 0.1, 1)).faces
+    pipeline = Pipeline(cfg, classifier, card, detector=Blind(HaarFaceDetector(cfg.detector), {0, 1, 2}))  # type: ignore[arg-type]
+    for i in range(3):
+        assert len(pipeline.process(Frame(grey(), i / 10, i)).faces) == 1
+    closed = pipeline.process(Frame(grey(eyes_closed=True), 0.3, 3)).faces
     assert len(closed) == (1 if hold else 0)
     empty = np.full_like(grey(), 100)
-    assert pipeline.process(Frame(empty, 0.2, 2)).faces == []
+    assert pipeline.process(Frame(empty, 0.4, 4)).faces == []
+
+
+def test_a_face_seen_on_one_frame_only_is_not_held():
+    cfg = AppConfig()
+    cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"every_n_frames": 1})})
+    classifier, card = load_classifier_for(cfg)
+    pipeline = Pipeline(cfg, classifier, card, detector=Blind(HaarFaceDetector(cfg.detector), {0}))  # type: ignore[arg-type]
+    assert len(pipeline.process(Frame(grey(), 0.0, 0)).faces) == 1
+    assert pipeline.process(Frame(grey(), 0.1, 1)).faces == []  # a one-frame false face would match itself
 
 
 def test_closed_needs_the_eyes_seen_open_once(face):
@@ -129,8 +148,38 @@ def test_a_face_is_held_no_longer_than_hold_max_s():
     cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"every_n_frames": 1,
                                                                              "hold_max_s": 1.0})})
     classifier, card = load_classifier_for(cfg)
-    pipeline = Pipeline(cfg, classifier, card, detector=Blind(HaarFaceDetector(cfg.detector), {0}))  # type: ignore[arg-type]
-    pipeline.process(Frame(grey(), 0.0, 0))
+    pipeline = Pipeline(cfg, classifier, card, detector=Blind(HaarFaceDetector(cfg.detector), {0, 1, 2}))  # type: ignore[arg-type]
+    for i in range(3):
+        pipeline.process(Frame(grey(), i / 10, i))  # last detected at 0.2 s
     closed = grey(eyes_closed=True)
-    seen = [len(pipeline.process(Frame(closed, t, i)).faces) for i, t in enumerate((0.5, 1.0, 1.5, 2.0), 1)]
-    assert seen == [1, 1, 1, 0]  # held from 0.5 s: 0.5 and 1.0 s later it still is, 1.5 s later it is lost
+    seen = [len(pipeline.process(Frame(closed, t, i)).faces) for i, t in enumerate((0.7, 1.2, 1.7), 3)]
+    assert seen == [1, 1, 0]  # 0.5 and 1.0 s after the last detection it is held, 1.5 s after it is lost
+
+
+def test_default_monitor_never_calls_eyes_shut_from_the_first_frame_closed():
+    monitor_cfg = AppConfig(alerts={"profile": "driver"})
+    from edge.monitor.monitor import Monitor
+
+    classifier, card = load_classifier_for(monitor_cfg)
+    pipeline = Pipeline(monitor_cfg, classifier, card, HaarFaceDetector(monitor_cfg.detector))
+    monitor = Monitor(monitor_cfg, list(card.labels))
+    shut, raised = grey(eyes_closed=True), []
+    for i in range(45):  # 3 s of eyes shut from the first frame
+        update = monitor.update(pipeline.process(Frame(shut, i / 15, i)))
+        raised += [e["rule"] for e in update.events if e["action"] == "raised"]
+    assert "microsleep" not in raised
+    assert [s["eye_unknown_reason"] for s in update.subjects.values()] == ["not_seen_open"]
+
+
+def test_a_face_found_again_as_a_new_track_keeps_its_anchor(face):
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored",
+                            gate=EyeGate(require_open_sighting=True))
+    for k in range(6):
+        est.estimate(grey(), face, track=1, now=k * 0.25)
+    est.forget(1)  # lost on a nod ...
+    x, y, w, h = face
+    again = est.estimate(grey(eyes_closed=True), (x + 3, y + 2, w, h), track=2, now=3.0)  # ... found again shut
+    assert again.closed_prob is not None and again.closed_prob >= 0.5
+    est.forget(2)
+    later = est.estimate(grey(eyes_closed=True), face, track=3, now=3.0 + 6.0)  # gone longer than 5 s: a new face
+    assert later.unknown_reason == "not_seen_open"

@@ -73,6 +73,10 @@ def test_blur_smooths_and_noise_roughens():
     assert per_image.min() > 0 and per_image.max() <= 8.5 and per_image.std() > 0.5  # its own level per image
     with pytest.raises(ValueError, match="unknown field"):
         augment_with(still, {"blurr": 1.0})
+    with pytest.raises(ValueError, match="blur"):
+        augment_with(still, {"blur": 1.5})
+    with pytest.raises(ValueError, match="noise_std"):
+        augment_with(still, {"noise_std": "6"})
 
 
 def test_fit_cli_writes_model_card_report_and_resumes(tmp_path: Path):

@@ -48,8 +48,16 @@ def augment_with(base: AugmentConfig, overrides: dict[str, Any]) -> AugmentConfi
     known = {f.name for f in fields(AugmentConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"--augment: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+        raise ValueError(f"--augment: unknown field(s) {', '.join(map(str, unknown))}; "
+                         f"known: {', '.join(sorted(known))}")
+    out = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    for name in ("max_rotation_deg", "max_shift", "brightness", "erase_prob", "blur", "noise_std"):
+        value = getattr(out, name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"--augment: {name} must be a number >= 0, not {value!r}")
+    if out.blur > 1 or out.erase_prob > 1:
+        raise ValueError("--augment: blur and erase_prob are shares, at most 1")
+    return out
 
 
 def as_seed(seed: Any) -> Any:

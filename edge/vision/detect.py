@@ -81,6 +81,7 @@ class HaarFaceDetector:
 
 
 TEMPLATE_SIDE = 48  # faces are matched at this size: cheap, and enough detail for a whole face
+MIN_TEMPLATE_STD = 2.0  # grey levels
 
 
 def face_template(grey: np.ndarray, box: Box) -> np.ndarray:
@@ -92,6 +93,8 @@ def hold_by_template(grey: np.ndarray, template: np.ndarray, previous: Box, min_
     """Where ``template`` (the face's last detected appearance) best matches the frame near ``previous``, at
     the previous size, when the normalized correlation reaches ``min_score``; otherwise None."""
     x, y, w, h = previous
+    if w <= 0 or h <= 0 or float(template.std()) < MIN_TEMPLATE_STD:
+        return None  # a flat template correlates equally everywhere
     scale = TEMPLATE_SIDE / max(w, h)
     pad = 0.3 * max(w, h)
     H, W = grey.shape[:2]
@@ -106,7 +109,9 @@ def hold_by_template(grey: np.ndarray, template: np.ndarray, previous: Box, min_
     _, best, _, (bx, by) = cv2.minMaxLoc(scores)
     if not np.isfinite(best) or best < min_score:
         return None
-    return (x0 + round(bx / scale), y0 + round(by / scale), w, h)
+    # The template is a square of side max(w, h) around the box centre: map its corner back to the box's.
+    side = max(w, h)
+    return (x0 + round(bx / scale + (side - w) / 2), y0 + round(by / scale + (side - h) / 2), w, h)
 
 
 def crop_face(grey: np.ndarray, box: Box, size: int, scale: float = 1.0) -> np.ndarray:

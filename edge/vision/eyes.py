@@ -40,6 +40,7 @@ import numpy as np
 from edge.contract import ModelCardError
 from edge.vision.classifier import load_model_with_card
 from edge.vision.detect import Box, cascade_path, crop_face
+from edge.vision.tracker import iou
 
 EYE_CENTRES = ((0.28, 0.37), (0.72, 0.37))
 EYE_SIDE = 0.28
@@ -49,6 +50,8 @@ CASCADE_FACE_PX = 100  # the eye cascade runs on the upper face enlarged to at l
 ANCHOR_TRY_S = 0.2
 ANCHOR_REFRESH_S = 1.0
 ANCHOR_OPEN_BELOW = 0.3  # a sighting counts only when the model reads both eyes this clearly open
+OPEN_FRAMES = 3  # frames with both eyes read clearly open at their patches that also count as seeing them open
+RETIRED_KEEP_S = 5.0  # a new track near a track lost this recently takes over its anchors
 
 
 @dataclass
@@ -56,8 +59,15 @@ class EyeAnchor:
     """One track's eye centres, relative to its face box, from sightings of its open eyes."""
 
     centres: list[tuple[float, float]] = field(default_factory=lambda: list(EYE_CENTRES))
-    samples: int = 0
+    samples: int = 0  # cascade sightings that moved the centres
+    open_frames: int = 0  # frames whose patches the model read clearly open
     last_try: float = -math.inf
+    last_box: Box | None = None
+    last_seen: float = -math.inf
+
+    @property
+    def seen_open(self) -> bool:
+        return self.samples > 0 or self.open_frames >= OPEN_FRAMES
 
     def add(self, centres: list[tuple[float, float]]) -> None:
         weight = 1.0 / min(self.samples + 1, 2 * ANCHOR_SAMPLES)  # mean of the first sightings, then a slow EMA
@@ -105,6 +115,7 @@ class EyeStateEstimator:
         self._size = self.classifier.input_size[0]
         self._cascade = None
         self._anchors: dict[int, EyeAnchor] = {}
+        self._retired: list[tuple[float, EyeAnchor]] = []  # (time last seen, anchor) of finished tracks
         if method in ("cascade", "anchored"):
             self._cascade = cv2.CascadeClassifier(str(cascade_path("haarcascade_eye.xml")))
         elif method != "geometry":
@@ -162,8 +173,23 @@ class EyeStateEstimator:
         patches = [crop_face(grey, b, self._size) for b in boxes]
         return patches, tuple(float(self.classifier.predict(p)[0][self._closed]) for p in patches)
 
+    def _anchor_for(self, track: int, face: Box, now: float) -> EyeAnchor:
+        """The track's anchor; a new track takes over the anchor of a track lost near its box in the last
+        RETIRED_KEEP_S (a face re-found after a nod or a detector gap is the same face)."""
+        anchor = self._anchors.get(track)
+        if anchor is None:
+            anchor = EyeAnchor()
+            self._retired = [(t, a) for t, a in self._retired if now - t <= RETIRED_KEEP_S]
+            near = [a for _, a in self._retired if a.last_box is not None and iou(a.last_box, face) >= 0.3]
+            if near:
+                anchor = max(near, key=lambda a: a.last_seen)
+                self._retired = [(t, a) for t, a in self._retired if a is not anchor]
+            self._anchors[track] = anchor
+        anchor.last_box, anchor.last_seen = face, now
+        return anchor
+
     def _learn_anchor(self, grey: np.ndarray, face: Box, track: int, now: float) -> None:
-        anchor = self._anchors.setdefault(track, EyeAnchor())
+        anchor = self._anchor_for(track, face, now)
         if not anchor.due(now):
             return
         anchor.last_try = now
@@ -178,11 +204,13 @@ class EyeStateEstimator:
 
     def seen_open(self, track: int) -> bool:
         anchor = self._anchors.get(track)
-        return anchor is not None and anchor.samples > 0
+        return anchor is not None and anchor.seen_open
 
     def forget(self, track: int) -> None:
-        """Drop a finished track's anchors."""
-        self._anchors.pop(track, None)
+        """A finished track's anchor is kept RETIRED_KEEP_S for a track that starts where it ended."""
+        anchor = self._anchors.pop(track, None)
+        if anchor is not None and anchor.last_box is not None:
+            self._retired.append((anchor.last_seen, anchor))
 
     def estimate(self, grey: np.ndarray, face: Box, happy: float | None = None, track: int | None = None,
                  now: float = 0.0) -> EyeReading:
@@ -197,6 +225,8 @@ class EyeStateEstimator:
         if not boxes:
             return EyeReading(None, 0, [], unknown_reason="no_eyes")
         patches, probs = self._closed_probs(grey, boxes)
+        if self.method == "anchored" and track is not None and max(probs) < ANCHOR_OPEN_BELOW:
+            self._anchors[track].open_frames += 1
         reading = EyeReading(None, len(boxes), boxes, probs, contrast=min(float(p.std()) for p in patches))
         if reading.contrast < gate.min_patch_contrast:
             reading.unknown_reason = "low_contrast"

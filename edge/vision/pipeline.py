@@ -13,6 +13,8 @@ from edge.vision.classifier import Classifier
 from edge.vision.detect import Box, HaarFaceDetector, crop_face, face_template, hold_by_template
 from edge.vision.tracker import IoUTracker, Track, iou, label_for
 
+HOLD_MIN_HITS = 3
+
 
 @dataclass
 class FaceResult:
@@ -49,21 +51,25 @@ class Pipeline:
     def _recover_missed(self, grey: np.ndarray, boxes: list[Box], now: float) -> tuple[list[Box], list[Box]]:
         """Visible tracks that no fresh box matches get a second, local, relaxed search, then a template
         match against their last detected appearance. Returns (boxes found again, boxes held by template)."""
-        found, held = [], []
+        cfg = self.cfg.detector
+        found: list[Box] = []
+        held: list[Box] = []
         for track in self.tracker.visible():
             if any(iou(track.box, b) >= self.cfg.tracker.iou_threshold for b in boxes):
                 continue
-            box = self.detector.redetect(grey, track.box) if self.cfg.detector.redetect else None
+            box = self.detector.redetect(grey, track.box) if cfg.redetect else None
             if box is not None:
                 found.append(box)
                 continue
             template = track.extra.get("template")
-            held_for = now - track.extra.get("held_since", now)
-            if template is not None and self.cfg.detector.hold_min_score is not None \
-                    and held_for <= self.cfg.detector.hold_max_s:
-                box = hold_by_template(grey, template, track.box, self.cfg.detector.hold_min_score)
-                if box is not None:
-                    held.append(box)
+            # Only a face detected on HOLD_MIN_HITS detection frames is held: a one-frame false face on a
+            # still background would match itself.
+            if template is None or cfg.hold_min_score is None or track.hits < HOLD_MIN_HITS \
+                    or now - track.extra.get("detected_at", now) > cfg.hold_max_s:
+                continue
+            box = hold_by_template(grey, template, track.box, cfg.hold_min_score)
+            if box is not None and not any(iou(box, b) > 0 for b in boxes + found):
+                held.append(box)
         return found, held
 
     def process(self, frame: Frame) -> FrameResult:
@@ -75,11 +81,9 @@ class Pipeline:
             found, held = self._recover_missed(frame.grey, boxes, now)
             tracks = self.tracker.update(boxes + found + held, now)
             for track in tracks:
-                if track.box in held:  # a held box never becomes the template: it could drift off the face
-                    track.extra.setdefault("held_since", now)
-                else:
+                if track.box not in held:  # a held box never becomes the template: it could drift off the face
                     track.extra["template"] = face_template(frame.grey, track.box)
-                    track.extra.pop("held_since", None)
+                    track.extra["detected_at"] = now
         else:
             self.tracker.expire(now)
             tracks = self.tracker.visible()
