@@ -8,14 +8,15 @@ Three ways to locate the eyes, chosen in the config:
   face box. A closed eye lies where the open eye was, so the patches stay on the eyes when they close
   and the cascade no longer finds them. Until a track has an anchor, the geometry positions are used.
   The cascade runs every ``ANCHOR_TRY_S`` until a track has ``ANCHOR_SAMPLES`` sightings, then once per
-  ``ANCHOR_REFRESH_S``.
+  ``ANCHOR_REFRESH_S``. A new track that starts near where a track ended less than ``RETIRED_KEEP_S`` ago
+  takes over its anchor (the same face, found again after a nod or a detector gap).
 - ``geometry``: fixed positions inside the Haar face box, (0.28, 0.37) and (0.72, 0.37) of
   its width/height. These match where the eye cascade finds the eyes on an average frontal face, and
   cost nothing, but a face whose eyes sit elsewhere in its box gets patches partly off the eyes.
 - ``cascade``: the eye cascade in the upper 60% of the face on every frame. It fails more often on
   closed eyes (an eye detector looks for an open eye), and a failure is *unknown*, never *closed*.
 
-Every method crops a square of side 0.28 of the face width around each eye centre.
+``anchored`` and ``geometry`` crop a square of side 0.28 of the face width around each eye centre.
 
 "Closed" must be earned. The reading is *unknown* (never closed) when the face is too small for its
 eye patches to hold an eye (``min_face_px``), when a patch has too little contrast to show one
