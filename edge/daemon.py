@@ -194,6 +194,7 @@ class Daemon:
             return False
         self.notifier.reloading()
         old = self.cfg
+        new_source = None
         try:
             new = load_config(self.config_path)
             problems = preflight.check(new)
@@ -203,19 +204,27 @@ class Daemon:
                                    for k in ("classifier", "detector", "tracker", "eyes", "signals", "alerts"))
             # Built before anything is touched: a bad model or a key the monitor refuses rejects the reload.
             analysis = analysis_for(new) if analysis_changed else None
-        except (ConfigError, ModelLoadError, ModelCardError, ValueError) as exc:
-            log.error("reload rejected, keeping the running config: %s", exc)
-            self.events.write({"event": "reload", "time": iso_now(), "ok": False, "error": str(exc)})
-            self.notifier.ready("reload rejected: " + str(exc).splitlines()[0])
+            if new.source != old.source:
+                new_source = open_source(new.source, on_state=self._source_state)
+                if not new_source.live:  # a file or folder that cannot be opened rejects the reload
+                    new_source.open()
+        except (ConfigError, ModelLoadError, ModelCardError, ValueError, SourceError) as exc:
+            if new_source is not None:
+                new_source.close()
+            error = f"source.uri: {exc}" if isinstance(exc, SourceError) else str(exc)
+            log.error("reload rejected, keeping the running config: %s", error)
+            self.events.write({"event": "reload", "time": iso_now(), "ok": False, "error": error})
+            self.notifier.ready("reload rejected: " + error.splitlines()[0])
             return False
         if analysis is not None:
             for event in self.monitor.engine.clear_all(self.last_t, reason="config reloaded"):
                 self._alert(event)
             self._use_analysis(new, analysis)
-        if new.source != old.source:
+        if new_source is not None:
             self.source.close()
-            self.source = open_source(new.source, on_state=self._source_state)
-            self._open_source()  # a video that cannot be opened stops the daemon with the key, as at start
+            self.source = new_source
+            if new_source.live:
+                self._open_source()  # a camera or stream reconnects with backoff, as at start
         if new.mqtt != old.mqtt or new.gpio != old.gpio:
             if self.mqtt is not None:
                 self.mqtt.stop(flush_timeout=1.0)

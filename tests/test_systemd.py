@@ -21,7 +21,6 @@ from events import wait_for_event
 from edge.config import parse_config
 from edge.daemon import Daemon
 from edge.delivery.sdnotify import SystemdNotifier
-from edge.errors import StartupError
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "fer-edge.service"
@@ -220,12 +219,19 @@ def test_reload_rejects_a_config_the_monitor_refuses_and_keeps_running(tmp_path:
     assert rejected["event"] == "reload" and not rejected["ok"] and "signals.distress_weights" in rejected["error"]
 
 
-def test_reload_to_an_unreadable_video_stops_with_the_source_key(tmp_path: Path):
+def test_reload_to_an_unreadable_video_is_rejected_and_the_old_source_stays(tmp_path: Path):
     events, state, config = tmp_path / "events.jsonl", tmp_path / "state", tmp_path / "config.yaml"
     config.write_text(_config_text(events, state))
-    daemon = Daemon(parse_config(yaml.safe_load(config.read_text())), config_path=config)
+    cfg = parse_config(yaml.safe_load(config.read_text()))
+    daemon = Daemon(cfg, config_path=config)
+    daemon._open_source()
+    source = daemon.source
     broken = tmp_path / "broken.mp4"
     broken.write_text("not a video")  # exists, so the config check passes; only opening it can tell
     config.write_text(_config_text(events, state).replace(str(SAMPLE), str(broken)))
-    with pytest.raises(StartupError, match=r"^source\.uri: .*broken\.mp4"):
-        daemon.reload()
+    assert daemon.reload() is False
+    assert daemon.source is source and daemon.cfg is cfg and daemon._read() is not None  # still reading the clip
+    rejected = [json.loads(line) for line in events.read_text().splitlines()][-1]
+    assert rejected["event"] == "reload" and not rejected["ok"]
+    assert rejected["error"].startswith("source.uri: ") and "broken.mp4" in rejected["error"]
+    daemon.source.close()
