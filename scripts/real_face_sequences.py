@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from edge.vision.detect import cascade_path
+from edge.vision.eyes import plausible_pair
 
 FRAME_W, FRAME_H = 640, 360  # the footage size
 PAD = 10  # FER2013 crops are tight; the padding gives Haar the context around the face
@@ -81,12 +82,9 @@ def find_eyes(head: np.ndarray) -> list[tuple[int, int, int, int]] | None:
     found = _EYE_CASCADE.detectMultiScale(upper, 1.1, 4, minSize=(n // 10, n // 10))
     if len(found) < 2:
         return None
-    boxes = sorted(sorted(found, key=lambda b: -b[2] * b[3])[:2], key=lambda b: b[0])
-    (lx, ly, lw, _), (rx, ry, rw, _) = boxes
-    # Plausible pair: side by side, similar size and height, not overlapping.
-    if rx < lx + lw * 0.8 or abs(ly - ry) > 0.25 * lw or not 0.7 < lw / rw < 1.4:
-        return None
-    return [tuple(int(v) for v in b) for b in boxes]  # type: ignore[misc]
+    boxes = [tuple(int(v) for v in b) for b in sorted(sorted(found, key=lambda b: -b[2] * b[3])[:2],
+                                                       key=lambda b: b[0])]
+    return boxes if plausible_pair(boxes) else None  # type: ignore[return-value]
 
 
 def paste_closed(head: np.ndarray, eyes: list[tuple[int, int, int, int]], patches: list[np.ndarray],

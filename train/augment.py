@@ -45,6 +45,8 @@ def augment_with(base: AugmentConfig, overrides: dict[str, Any]) -> AugmentConfi
     """``base`` with some fields replaced (from a command line's JSON); an unknown field is a ValueError."""
     from dataclasses import fields, replace
 
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--augment: a JSON object is expected, not {overrides!r}")
     known = {f.name for f in fields(AugmentConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:

@@ -238,8 +238,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.augment and args.no_augment:
         raise ValueError("--augment and --no-augment contradict each other")
     if args.augment:
-        if not isinstance(args.augment, dict):
-            raise ValueError(f"--augment: a JSON object is expected, not {args.augment!r}")
         cfg.augment = augment_with(cfg.augment, args.augment)
     dataset = _load(args)
     train(cfg, dataset, run_dir, resume=args.resume, new_horizon=args.epochs if args.new_horizon else None)

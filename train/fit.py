@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edge.contract import ModelCard, sha256_file
-from train.augment import AugmentConfig
+from train.augment import AugmentConfig, augment_with
 from train.datasets import Dataset, SplitData
 from train.rundir import RunState, snapshot_path
 
@@ -72,8 +72,7 @@ class FitConfig:
             raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
         data = dict(data)
         if "augment" in data and isinstance(data["augment"], dict):
-            aug = {k: tuple(v) if isinstance(v, list) else v for k, v in data["augment"].items()}
-            data["augment"] = AugmentConfig(**aug)
+            data["augment"] = augment_with(AugmentConfig(), data["augment"])
         return cls(**data)
 
 

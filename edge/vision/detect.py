@@ -57,14 +57,12 @@ class HaarFaceDetector:
 
     def redetect(self, grey: np.ndarray, previous: Box) -> Box | None:
         """Search a region 1.6x the previous box with relaxed settings; the box closest in size wins."""
-        x, y, w, h = previous
-        H, W = grey.shape[:2]
-        pad = int(0.3 * max(w, h))
-        x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
+        _, _, w, h = previous
+        x0, y0, x1, y1 = search_region(grey, previous)
         roi = grey[y0:y1, x0:x1]
         if roi.size == 0:
             return None
-        scale = min(1.0, self.cfg.analysis_width / W)
+        scale = min(1.0, self.cfg.analysis_width / grey.shape[1])
         small = roi if scale == 1.0 else cv2.resize(roi, (max(1, round(roi.shape[1] * scale)),
                                                           max(1, round(roi.shape[0] * scale))),
                                                     interpolation=cv2.INTER_AREA)
@@ -80,6 +78,14 @@ class HaarFaceDetector:
                 round(best[3] / scale))
 
 
+def search_region(grey: np.ndarray, previous: Box, pad_share: float = 0.3) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the previous box grown by ``pad_share`` of its side on every edge, inside the frame."""
+    x, y, w, h = previous
+    H, W = grey.shape[:2]
+    pad = int(pad_share * max(w, h))
+    return max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)
+
+
 TEMPLATE_SIDE = 48  # faces are matched at this size: cheap, and enough detail for a whole face
 MIN_TEMPLATE_STD = 2.0  # grey levels
 
@@ -92,14 +98,11 @@ def face_template(grey: np.ndarray, box: Box) -> np.ndarray:
 def hold_by_template(grey: np.ndarray, template: np.ndarray, previous: Box, min_score: float) -> Box | None:
     """Where ``template`` (the face's last detected appearance) best matches the frame near ``previous``, at
     the previous size, when the normalized correlation reaches ``min_score``; otherwise None."""
-    x, y, w, h = previous
+    _, _, w, h = previous
     if w <= 0 or h <= 0 or float(template.std()) < MIN_TEMPLATE_STD:
         return None  # a flat template correlates equally everywhere
     scale = TEMPLATE_SIDE / max(w, h)
-    pad = 0.3 * max(w, h)
-    H, W = grey.shape[:2]
-    x0, y0 = max(0, round(x - pad)), max(0, round(y - pad))
-    x1, y1 = min(W, round(x + w + pad)), min(H, round(y + h + pad))
+    x0, y0, x1, y1 = search_region(grey, previous)
     roi = grey[y0:y1, x0:x1]
     size = (round(roi.shape[1] * scale), round(roi.shape[0] * scale))
     if size[0] <= TEMPLATE_SIDE or size[1] <= TEMPLATE_SIDE:

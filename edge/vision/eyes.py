@@ -55,6 +55,12 @@ OPEN_FRAMES = 3  # frames with both eyes read clearly open at their patches that
 RETIRED_KEEP_S = 5.0  # a new track near a track lost this recently takes over its anchors
 
 
+def plausible_pair(boxes: list[Box]) -> bool:
+    """Two eye boxes, left to right, that can be a pair: side by side, alike in size and height."""
+    (lx, ly, lw, _), (rx, ry, rw, _) = boxes
+    return rx >= lx + 0.8 * lw and abs(ly - ry) <= 0.25 * lw and 0.7 < lw / rw < 1.4
+
+
 @dataclass
 class EyeAnchor:
     """One track's eye centres, relative to its face box, from sightings of its open eyes."""
@@ -162,8 +168,7 @@ class EyeStateEstimator:
             return boxes
         if len(boxes) != 2:
             return []
-        (lx, ly, lw, _), (rx, ry, rw, _) = boxes
-        if rx < lx + 0.8 * lw or abs(ly - ry) > 0.25 * lw or not 0.7 < lw / rw < 1.4:
+        if not plausible_pair(boxes):
             return []
         for (bx, by, bw, bh), (gx, gy) in zip(boxes, EYE_CENTRES, strict=True):
             if abs((bx + bw / 2 - x) / w - gx) > ANCHOR_REACH[0] or abs((by + bh / 2 - y) / h - gy) > ANCHOR_REACH[1]:
