@@ -4,7 +4,7 @@ Data cannot be committed, so nothing here is stored: each FER2013 face (48x48) i
 realistic face size and placed on a textured background with a little head motion, held for several
 seconds as one identity-like run. Closed-eye runs take an open-eyed neutral face, find its eyes with
 OpenCV's eye cascade, and paste CEW closed-eye patches there (brightness and contrast matched to the
-eye region, feathered edges) for a known span of seconds.
+eye region, feathered edges; :mod:`train.eye_composites`) for a known span of seconds.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.vision.detect import cascade_path
-from edge.vision.eyes import plausible_pair
+from train.eye_composites import find_eyes, paste_eyes, upscale_head
 
 FRAME_W, FRAME_H = 640, 360  # the issue's footage size
-PAD = 10  # FER2013 crops are tight; the padding gives Haar the context around the face
 
 
 @dataclass
@@ -35,13 +33,6 @@ class Run:
     closed: tuple[float, float] | None
     label: str
     source_index: int
-
-
-def upscale_head(face: np.ndarray, side: int) -> np.ndarray:
-    """The 48x48 face with a replicated border, scaled so the face itself is ``side`` pixels wide."""
-    big = cv2.copyMakeBorder(face, PAD, PAD, PAD, PAD, cv2.BORDER_REPLICATE)
-    n = round(side * big.shape[0] / face.shape[0])
-    return cv2.resize(big, (n, n), interpolation=cv2.INTER_CUBIC if n > big.shape[0] else cv2.INTER_AREA)
 
 
 def background(rng: np.random.Generator) -> np.ndarray:
@@ -67,46 +58,6 @@ def place(frame: np.ndarray, head: np.ndarray, cx: float, cy: float) -> None:
     mask = _soft_mask(n)
     region = frame[y0 : y0 + n, x0 : x0 + n].astype(np.float32)
     frame[y0 : y0 + n, x0 : x0 + n] = (mask * head + (1 - mask) * region).astype(np.uint8)
-
-
-_EYE_CASCADE: cv2.CascadeClassifier | None = None
-
-
-def find_eyes(head: np.ndarray) -> list[tuple[int, int, int, int]] | None:
-    """Two eye boxes (left, right in the image) in the upper part of an upscaled head, or None."""
-    global _EYE_CASCADE
-    if _EYE_CASCADE is None:
-        _EYE_CASCADE = cv2.CascadeClassifier(str(cascade_path("haarcascade_eye.xml")))
-    n = head.shape[0]
-    upper = head[: int(n * 0.6)]
-    found = _EYE_CASCADE.detectMultiScale(upper, 1.1, 4, minSize=(n // 10, n // 10))
-    if len(found) < 2:
-        return None
-    boxes = [tuple(int(v) for v in b) for b in sorted(sorted(found, key=lambda b: -b[2] * b[3])[:2],
-                                                       key=lambda b: b[0])]
-    return boxes if plausible_pair(boxes) else None  # type: ignore[return-value]
-
-
-def paste_closed(head: np.ndarray, eyes: list[tuple[int, int, int, int]], patches: list[np.ndarray],
-                 face_side: int) -> np.ndarray | None:
-    """The head with a closed-eye patch centred on each eye box, at CEW's scale (a patch spans about a
-    quarter of the face's width), its mean brightness matched to the eye region's; None when a patch
-    would not fit inside the head image (one eye would stay open)."""
-    out = head.astype(np.float32).copy()
-    for (x, y, w, h), patch in zip(eyes, patches, strict=True):
-        side = round(0.26 * face_side)
-        cx, cy = x + w / 2, y + h / 2
-        x0, y0 = round(cx - side / 2), round(cy - side / 2)
-        region = out[y0 : y0 + side, x0 : x0 + side]
-        if x0 < 0 or y0 < 0 or region.shape != (side, side):
-            return None
-        p = cv2.resize(patch, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-        p = p - p.mean() + float(region.mean())
-        mask = np.zeros((side, side), np.float32)
-        cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.45), int(side * 0.4)), 0, 0, 360, 1.0, -1)
-        mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, side / 10))
-        out[y0 : y0 + side, x0 : x0 + side] = mask * p + (1 - mask) * region
-    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 Detect = Callable[[np.ndarray], list]
@@ -149,7 +100,7 @@ def closed_runs(faces: np.ndarray, closed_patches: list[np.ndarray], rng: np.ran
         if eyes is None or not detectable(head, detect, rng):
             continue
         patches = [closed_patches[int(k)] for k in rng.choice(len(closed_patches), size=2, replace=False)]
-        closed = paste_closed(head, eyes, patches, side)
+        closed = paste_eyes(head, eyes, patches, side)
         if closed is None:
             continue
         runs.append(Run(head, closed, side, open_before_s + closed_s + open_after_s,

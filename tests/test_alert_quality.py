@@ -134,14 +134,16 @@ def test_benchmark_runs_show_the_closed_head_exactly_during_its_span():
     import sys
 
     sys.path.insert(0, str(MODELS.parent / "scripts"))
-    from real_face_sequences import FRAME_H, FRAME_W, Run, frames, paste_closed, upscale_head
+    from real_face_sequences import FRAME_H, FRAME_W, Run, frames
+
+    from train.eye_composites import paste_eyes, upscale_head
 
     rng = np.random.default_rng(0)
     head = upscale_head(rng.integers(0, 256, (48, 48), dtype=np.uint8), 120)
     assert head.shape == (170, 170)  # 48 + 2 x 10 padding, scaled so the face is 120 px
     eyes = [(30, 40, 24, 24), (90, 40, 24, 24)]
     pattern = np.tile(np.array([0, 255], np.uint8), (24, 12))  # a striped "closed eye", mean matched on paste
-    shut = paste_closed(head, eyes, [pattern] * 2, 120)
+    shut = paste_eyes(head, eyes, [pattern] * 2, 120)
     changed = np.argwhere(shut != head)
     assert changed.size and changed[:, 0].max() < 80  # only the eye band changed
     runs = [Run(head, None, 120, 1.0, None, "happy", 0), Run(head, shut, 120, 2.0, (0.5, 1.5), "closed", 1)]

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from train.datasets import DatasetError, default_cache_dir, default_data_root, load_dataset
+from train.datasets import EYE_DATASETS, DatasetError, default_cache_dir, default_data_root, load_dataset
 
 log = logging.getLogger("fer-train")
 
@@ -37,8 +37,9 @@ exit status: 0 done (calibrate: also when the model is already calibrated; nothi
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help="data root holding fer2013/, ferplus/, eyes/cew/ (default: ../shared/data when present)")
-    p.add_argument("--dataset", default="fer2013", choices=["fer2013", "ferplus", "cew", "folders"],
-                   help="which data set to read")
+    p.add_argument("--dataset", default="fer2013", choices=["fer2013", "ferplus", "cew", "cew-faces", "folders"],
+                   help="which data set to read (cew-faces: CEW plus eye patches cut from FER2013 faces the way the "
+                   "daemon cuts them)")
     p.add_argument("--path", type=Path, default=None,
                    help="explicit file or folder for the data set (required for --dataset folders)")
     p.add_argument("--skip-bad", action="store_true",
@@ -217,7 +218,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from train.augment import AugmentConfig, augment_with
     from train.fit import FitConfig, train
 
-    name = args.name or ("eye_state" if args.dataset == "cew" else "fer_edge")
+    name = args.name or ("eye_state" if args.dataset in EYE_DATASETS else "fer_edge")
     run_dir = args.run_dir or Path("runs") / name
     if args.resume and (run_dir / "state.json").is_file():
         from train.rundir import RunState
@@ -233,7 +234,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         snapshots=args.snapshots, init_from=args.init_from, kd_targets=args.kd_targets,
         mixed_precision=not args.no_mixed_precision,
     )
-    if args.dataset == "cew" and not args.no_augment:
+    if args.dataset in EYE_DATASETS and not args.no_augment:
         cfg.augment = AugmentConfig(max_rotation_deg=10.0, max_shift=0.08, erase_prob=0.25)
     if args.augment and args.no_augment:
         raise ValueError("--augment and --no-augment contradict each other")

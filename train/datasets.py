@@ -30,6 +30,7 @@ from edge.contract import (
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+EYE_DATASETS: tuple[str, ...] = ("cew", "cew-faces")  # data sets of eye patches (open/closed)
 # Folder names seen in image-folder copies of FER2013 and in CEW, mapped to our split names.
 SPLIT_SYNONYMS: dict[str, str] = {
     "train": "Training",
@@ -372,6 +373,57 @@ def load_cew_eyes(root: str | Path, *, skip_bad: bool = False, select_fraction: 
     return ds
 
 
+EYES_IN_FACES_TRAINING_FACES = 14000  # FER2013 Training faces tried (about 40% give a pair): ~35k patches
+
+
+def load_eyes_in_faces(cew_root: str | Path, fer_csv: str | Path, *, skip_bad: bool = False,
+                       cache_dir: Path | None = None, progress: bool = False,
+                       training_faces: int = EYES_IN_FACES_TRAINING_FACES) -> Dataset:
+    """CEW (as :func:`load_cew_eyes`) plus eye patches cut from FER2013 faces the way the daemon cuts them
+    (:mod:`train.eye_composites`): each split gains the composites of the same-role FER2013 split, made with
+    that split's CEW patches, so no face and no CEW patch crosses between training, selection and report."""
+    from train.eye_composites import composite_eye_patches
+
+    cew = load_cew_eyes(cew_root, skip_bad=skip_bad)
+    fer_csv = Path(fer_csv)
+    cached = _cache_file(fer_csv, f"eyes_in_faces_{training_faces}_{len(cew.split('Training'))}", cache_dir)
+    if cached is not None and cached.is_file():
+        ds = _load_cached(cached, "cew-faces", EYE_STATE_LABELS, str(cew_root))
+        ds.notes = list(cew.notes)
+        return ds
+    fer = load_fer2013_csv(fer_csv, skip_bad=skip_bad, cache_dir=cache_dir, progress=progress)
+    closed, open_ = EYE_STATE_LABELS.index("closed"), EYE_STATE_LABELS.index("open")
+    splits = {}
+    for number, name in enumerate(SPLITS):
+        eyes, faces = cew.splits.get(name), fer.splits.get(name)
+        if eyes is None or faces is None or min(np.bincount(eyes.labels, minlength=2)) < 2 or not len(faces):
+            if eyes is not None:
+                splits[name] = eyes
+            ds_note = f"{name}: no composites (fewer than two CEW patches of a class, or no FER2013 faces)"
+            cew.notes.append(ds_note)
+            continue
+        faces = faces.images
+        if name == "Training":
+            faces = faces[np.random.default_rng(0).permutation(len(faces))[:training_faces]]
+        bar = None
+        if progress:
+            from functools import partial
+
+            from tqdm import tqdm
+
+            bar = partial(tqdm, desc=f"eyes in {name} faces", unit="face", total=len(faces))
+        images, labels, _ = composite_eye_patches(faces, eyes.images[eyes.labels == open_],
+                                                  eyes.images[eyes.labels == closed],
+                                                  np.random.default_rng([7, number]), progress=bar)
+        splits[name] = SplitData(np.concatenate([eyes.images, images]), np.concatenate([eyes.labels, labels]))
+    ds = Dataset("cew-faces", EYE_STATE_LABELS, splits, str(cew_root), notes=list(cew.notes))
+    ds.notes.append("each split adds eye patches cut from the same split's FER2013 faces (own eyes open, CEW "
+                    "patches pasted closed and open)")
+    if cached is not None:
+        _save_cached(cached, ds)
+    return ds
+
+
 def _cew_names(root: Path) -> list[str]:
     """Photo identity per training patch, in loader order: the file name without the _L/_R eye suffix."""
     names = []
@@ -431,7 +483,8 @@ def load_dataset(
     path: str | Path | None = None,
     progress: bool = False,
 ) -> Dataset:
-    """Load by kind: ``fer2013``, ``ferplus``, ``cew`` or ``folders`` (then ``path`` is required)."""
+    """Load by kind: ``fer2013``, ``ferplus``, ``cew``, ``cew-faces`` (CEW plus eye patches cut from FER2013
+    faces) or ``folders`` (then ``path`` is required)."""
     root = Path(data_root) if data_root else default_data_root()
     if kind == "folders":
         if path is None:
@@ -447,4 +500,7 @@ def load_dataset(
         return load_ferplus(votes, root / "fer2013" / "fer2013.csv.gz", skip_bad=skip_bad, cache_dir=cache_dir)
     if kind == "cew":
         return load_cew_eyes(path or root / "eyes" / "cew", skip_bad=skip_bad)
-    raise DatasetError(f"unknown dataset kind {kind!r} (expected fer2013, ferplus, cew or folders)")
+    if kind == "cew-faces":
+        return load_eyes_in_faces(path or root / "eyes" / "cew", root / "fer2013" / "fer2013.csv.gz",
+                                  skip_bad=skip_bad, cache_dir=cache_dir, progress=progress)
+    raise DatasetError(f"unknown dataset kind {kind!r} (expected fer2013, ferplus, cew, cew-faces or folders)")

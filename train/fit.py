@@ -24,7 +24,7 @@ import numpy as np
 
 from edge.contract import ModelCard, sha256_file
 from train.augment import AugmentConfig, augment_with
-from train.datasets import Dataset, SplitData
+from train.datasets import EYE_DATASETS, Dataset, SplitData
 from train.rundir import RunState, snapshot_path
 
 log = logging.getLogger(__name__)
@@ -555,7 +555,7 @@ def card_for_run(run_dir: Path, model, dataset: Dataset) -> ModelCard:
         labels=list(dataset.labels),
         input=InputSpec(height=size, width=size),
         parameters=int(model.count_params()),
-        task="eye_state" if dataset.name == "cew" else "expression",
+        task="eye_state" if dataset.name in EYE_DATASETS else "expression",
         data={"dataset": dataset.name, "source": Path(dataset.source).name, "train_split": "Training",
               "select_split": SELECT_SPLIT, "report_split": REPORT_SPLIT if REPORT_SPLIT in dataset.splits else None,
               "counts": dataset.class_counts()},

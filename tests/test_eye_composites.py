@@ -1,0 +1,118 @@
+"""Eye patches cut from whole faces the way the daemon cuts them (train.eye_composites, the ``cew-faces`` data
+set), on scikit-image's astronaut photo reduced to a FER2013-sized face: its own eyes, and closed lids pasted
+on them."""
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from clips import EYES, astronaut_bgr
+from conftest import pattern_face, write_fer_csv
+
+from edge.config import AppConfig
+from edge.contract import EYE_STATE_LABELS
+from edge.vision.classifier import load_model_with_card
+from edge.vision.detect import HaarFaceDetector, crop_face
+from train.datasets import SPLITS, load_cew_eyes, load_eyes_in_faces
+from train.eye_composites import KINDS, PAD, composite_eye_patches, find_eyes, upscale_head
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+CLOSED, OPEN = EYE_STATE_LABELS.index("closed"), EYE_STATE_LABELS.index("open")
+
+
+def grey(eyes_closed: bool = False) -> np.ndarray:
+    return cv2.cvtColor(astronaut_bgr(eyes_closed), cv2.COLOR_BGR2GRAY)
+
+
+@pytest.fixture(scope="module")
+def box() -> tuple[int, int, int, int]:
+    boxes = HaarFaceDetector(AppConfig().detector).detect(grey())
+    assert len(boxes) == 1
+    return boxes[0]
+
+
+def face48(box, eyes_closed: bool = False) -> np.ndarray:
+    return crop_face(grey(eyes_closed), box, 48)
+
+
+def eye_crops(eyes_closed: bool) -> np.ndarray:
+    """The astronaut's own eyes, CEW-style (a tight square around each eye), 24x24."""
+    g = grey(eyes_closed)
+    return np.stack([cv2.resize(g[cy - 16 : cy + 16, cx - 16 : cx + 16], (24, 24), interpolation=cv2.INTER_AREA)
+                     for cx, cy in EYES])
+
+
+def test_the_eye_cascade_finds_the_eyes_of_a_48px_face_once_upscaled(box):
+    side = 120
+    eyes = find_eyes(upscale_head(face48(box), side))
+    assert eyes is not None
+    x, y, w, h = box
+    scale = side / max(w, h)  # photo pixels -> head pixels
+    x0, y0 = x + w / 2 - max(w, h) / 2, y + h / 2 - max(w, h) / 2
+    for (ex, ey, ew, eh), (tx, ty) in zip(eyes, EYES, strict=True):
+        true = ((tx - x0) * scale + PAD * side / 48, (ty - y0) * scale + PAD * side / 48)
+        assert np.hypot(ex + ew / 2 - true[0], ey + eh / 2 - true[1]) < 0.06 * side
+
+
+def test_composites_are_labelled_by_what_is_on_the_eyes(box):
+    faces = np.stack([face48(box)] * 6)
+    images, labels, kinds = composite_eye_patches(faces, eye_crops(False), eye_crops(True),
+                                                  np.random.default_rng(0), sides=(110, 160), pasted_open_share=1.0)
+    assert images.shape[1:] == (24, 24) and images.dtype == np.uint8
+    counts = np.bincount(kinds, minlength=3)
+    assert counts.tolist() == [12, 12, 12]  # every face: its two eyes, two pasted closed, two pasted open
+    assert (labels[kinds == KINDS.index("pasted_closed")] == CLOSED).all()
+    assert (labels[kinds != KINDS.index("pasted_closed")] == OPEN).all()
+    # The shipped eye model agrees: the face's own eyes and pasted open eyes open, pasted lids closed.
+    model, card = load_model_with_card(MODELS / "eye_state_int8.tflite")
+    closed_p = model.predict(images[:, :, :, None].astype(np.float32))[:, card.labels.index("closed")]
+    assert closed_p[kinds == KINDS.index("pasted_closed")].min() > 0.5
+    assert closed_p[kinds != KINDS.index("pasted_closed")].max() < 0.5
+
+
+def test_a_face_without_a_plausible_eye_pair_gives_no_patches():
+    stripes = np.stack([pattern_face(0, np.random.default_rng(k)) for k in range(3)])
+    images, labels, kinds = composite_eye_patches(stripes, eye_crops(False), eye_crops(True), np.random.default_rng(0))
+    assert len(images) == len(labels) == len(kinds) == 0
+
+
+def photo_names(cls: str) -> list[str]:
+    """Two photo names that load_cew_eyes holds out for selection (by the hash of the name) and two it trains on."""
+    held, kept = [], []
+    for k in range(200):
+        name = f"{cls}{k}"
+        (held if hashlib.sha256(name.encode()).digest()[0] / 255.0 < 0.15 else kept).append(name)
+    return held[:2] + kept[:2]
+
+
+def test_each_split_gains_composites_from_its_own_faces_and_patches(tmp_path: Path, box):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls, crops in (("closed", eye_crops(True)), ("open", eye_crops(False))):
+            folder = tmp_path / "cew" / "dataset" / split / cls
+            folder.mkdir(parents=True)
+            for photo in photo_names(cls):  # CEW-like photos: the two eyes of one face, with a little noise
+                for side, crop in zip("LR", crops, strict=True):
+                    noisy = np.clip(crop + rng.normal(0, 3, (24, 24)), 0, 255).astype(np.uint8)
+                    cv2.imwrite(str(folder / f"{photo}_{side}.png"), noisy)
+    astronaut = face48(box)
+    rows = [(3, astronaut, "Training"), (3, astronaut, "Training"), (6, pattern_face(6, rng), "Training"),
+            (3, astronaut, "PublicTest"), (0, pattern_face(0, rng), "PrivateTest"), (3, astronaut, "PrivateTest")]
+    csv = write_fer_csv(tmp_path / "fer2013.csv", rows)
+    ds = load_eyes_in_faces(tmp_path / "cew", csv, cache_dir=tmp_path / "cache")
+    cew = load_cew_eyes(tmp_path / "cew")
+    assert [len(cew.splits[s]) for s in SPLITS] == [8, 8, 16]
+    added = {s: len(ds.splits[s]) - len(cew.splits[s]) for s in cew.splits}
+    # Two astronaut faces in Training, one in each test split; the striped faces give nothing. Each face
+    # adds 4 or 6 patches (its own eyes, pasted closed, pasted open half of the time).
+    assert added["Training"] in (8, 10, 12) and added["PublicTest"] in (4, 6) and added["PrivateTest"] in (4, 6)
+    for split, data in ds.splits.items():  # the split's CEW patches come first, unchanged
+        assert np.array_equal(data.images[: len(cew.splits[split])], cew.splits[split].images)
+    assert ds.name == "cew-faces" and ds.labels == EYE_STATE_LABELS
+    again = load_eyes_in_faces(tmp_path / "cew", csv, cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache").glob("*eyes_in_faces*.npz"))
+    for split, data in ds.splits.items():
+        assert np.array_equal(again.splits[split].images, data.images)
+        assert np.array_equal(again.splits[split].labels, data.labels)
