@@ -123,7 +123,7 @@ class EyesConfig(_Strict):
                                         "whose eyes were seen open at least once (a closure is a change from open; "
                                         "until then a closed reading is unknown). A patient already asleep when "
                                         "monitoring starts is not reported asleep until the eyes open once")
-    smile_closed_at: float = Field(0.99, gt=0, le=1, description="closed probability a smiling face's eyes need "
+    smile_closed_at: float = Field(0.95, gt=0, le=1, description="closed probability a smiling face's eyes need "
                                    "to count as closed; below it they are unknown (1 = never closed)")
 
 

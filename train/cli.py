@@ -25,7 +25,7 @@ EPILOG = """examples:
   fer-train export --run-dir runs/fer_edge --out models/             # publish the selected model
   fer-train fit --arch baseline_2block --name baseline_2block --epochs 40 --run-dir runs/b2 --out models/baselines
   KERAS_BACKEND=jax fer-train fit --run-dir runs/gpu ...           # the same training on JAX (CUDA box)
-  fer-train fit --dataset cew --arch eyenet --name eye_state --epochs 40 --run-dir runs/eyes --out models/
+  fer-train fit --dataset cew-faces --arch eyenet --name eye_state --epochs 40 --run-dir runs/eyes --out models/
   fer-train evaluate models/fer_edge.keras --data ../shared/data
   fer-train ensemble models/teachers/*.keras --tta-flip             # what a distilled student could learn
   fer-train calibrate models/fer_edge.keras --out /tmp/cal           # fold a PublicTest temperature, reliability PNG
