@@ -4,8 +4,8 @@
 Default: for each shipped int8 model, accuracy, ECE (15 equal-width bins of the top-1 probability), NLL,
 Brier score and mean top probability on the report split (PrivateTest of the card's data set; for an eye
 model trained on ``cew-faces`` also CEW val alone) and on the selection split, against the targets: ECE <= 0.03
-on the report split, int8 accuracy within 0.1 pp of the uncalibrated int8 artifact shipped before (for models
-trained on that artifact's data set), int8/Keras top-1 agreement >= 0.99 (fer-convert measured it).
+on the report split, int8 accuracy within 0.1 pp of the uncalibrated int8 artifact shipped before (on that
+artifact's data set: CEW val for the eye model), int8/Keras top-1 agreement >= 0.99 (fer-convert measured it).
 
 ``--thresholds``: what each default that reads a probability means, measured on the selection split
 (PublicTest) only: the tracker's ``uncertain_below``, the distress ``raise_at``/``clear_at`` of the
@@ -37,8 +37,8 @@ from train.probability_metrics import calibration_metrics  # noqa: E402
 
 MODELS = ("models/fer_edge_int8.tflite", "models/ferplus/fer_edge_ferplus_int8.tflite", "models/eye_state_int8.tflite")
 # (data set, PrivateTest accuracy) of the uncalibrated int8 artifacts shipped before calibration (their parity
-# reports; CEW val for the eye model): a calibrated model trained on the same data set must stay within 0.1 pp.
-# A model trained on another data set has no such predecessor; temperature scaling keeps its argmax anyway.
+# reports; CEW val for the eye model): a calibrated model must stay within 0.1 pp on that data set (an eye model
+# trained on cew-faces is also measured on CEW val alone, and held to it).
 UNCALIBRATED_INT8_ACCURACY = {"fer_edge": ("fer2013", 0.7044), "fer_edge_ferplus": ("ferplus", 0.8551),
                               "eye_state": ("cew", 0.9719)}
 ECE_TARGET = 0.03
@@ -66,23 +66,26 @@ def calibration_result(path: Path, data: Path | None) -> dict:
             data_split = dataset.splits[split]
             m = calibration_metrics(_probs(classifier, data_split.images), data_split.labels)
             result[split] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
-    if dataset.name == "cew-faces":  # also on CEW alone: its val split is the eye model's long-standing report
-        cew = load_dataset("cew", data).splits["PrivateTest"]
-        m = calibration_metrics(_probs(classifier, cew.images), cew.labels)
-        result["PrivateTest (CEW val)"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
     private = result["PrivateTest"]
     before_dataset, before = UNCALIBRATED_INT8_ACCURACY.get(card.name, (None, None))
-    if before_dataset != dataset.name:
+    compared = private
+    if dataset.name == "cew-faces" and before_dataset == "cew":  # also CEW alone, against the CEW-only model
+        cew = load_dataset("cew", data).splits["PrivateTest"]
+        m = calibration_metrics(_probs(classifier, cew.images), cew.labels)
+        compared = result["PrivateTest (CEW val)"] = {k: round(v, 4) if isinstance(v, float) else v
+                                                      for k, v in m.items()}
+    elif before_dataset != dataset.name:
         before = None
     agreement = card.metrics.get("parity", {}).get("int8", {}).get("agreement_with_keras")
     result["int8_agreement_with_keras"] = round(agreement, 4) if agreement is not None else None
     if before is not None:
-        result["accuracy_change_pp"] = round((private["accuracy"] - before) * 100, 2)
+        result["accuracy_change_pp"] = round((compared["accuracy"] - before) * 100, 2)
     report = "PrivateTest, CEW val" if dataset.name == "cew" else "PrivateTest"
     targets = {f"ECE <= {ECE_TARGET} ({report})": private["ece"] <= ECE_TARGET}
     if before is not None:
-        targets[f"accuracy within {ACCURACY_TOLERANCE_PP} pp of the uncalibrated int8 ({before})"] = (
-            abs(private["accuracy"] - before) * 100 <= ACCURACY_TOLERANCE_PP + 1e-9)
+        where = " on CEW val" if compared is not private else ""
+        targets[f"accuracy{where} within {ACCURACY_TOLERANCE_PP} pp of the uncalibrated int8 ({before})"] = (
+            abs(compared["accuracy"] - before) * 100 <= ACCURACY_TOLERANCE_PP + 1e-9)
     targets[f"int8 agreement >= {MIN_AGREEMENT}"] = (agreement or 0) >= MIN_AGREEMENT
     result["targets_met"] = targets
     return result

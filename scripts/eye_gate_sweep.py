@@ -28,9 +28,9 @@ SETTINGS = [
     ("+ smile gate 0.4 / 0.9, face 72, contrast 6", 0.5, False, 0.4, 0.9, 72, 6.0),
     ("+ smile gate 0.5 / 0.95, face 72, contrast 6", 0.5, False, 0.5, 0.95, 72, 6.0),
     ("both eyes >= 0.5, no smile gate", 0.5, True, None, 1.0, 0, 0.0),
-    ("both eyes >= 0.5, smile gate 0.4 / 0.95", 0.5, True, 0.4, 0.95, 72, 6.0),
-    ("mean >= 0.4, smile gate 0.4 / 0.95", 0.4, False, 0.4, 0.95, 72, 6.0),
-    ("mean >= 0.6, smile gate 0.4 / 0.95", 0.6, False, 0.4, 0.95, 72, 6.0),
+    ("both eyes >= 0.5, smile gate 0.4 / 0.95, face 72, contrast 6", 0.5, True, 0.4, 0.95, 72, 6.0),
+    ("mean >= 0.4, smile gate 0.4 / 0.95, face 72, contrast 6", 0.4, False, 0.4, 0.95, 72, 6.0),
+    ("mean >= 0.6, smile gate 0.4 / 0.95, face 72, contrast 6", 0.6, False, 0.4, 0.95, 72, 6.0),
 ]
 
 

@@ -3,7 +3,7 @@
 Data cannot be committed, so nothing here is stored: each FER2013 face (48x48) is padded, upscaled to a
 realistic face size and placed on a textured background with a little head motion, held for several
 seconds as one identity-like run. Closed-eye runs take an open-eyed neutral face, find its eyes with
-OpenCV's eye cascade, and paste CEW closed-eye patches there (brightness and contrast matched to the
+OpenCV's eye cascade, and paste CEW closed-eye patches there (mean brightness matched to the
 eye region, feathered edges; :mod:`train.eye_composites`) for a known span of seconds.
 """
 
@@ -133,7 +133,8 @@ def frames(runs: list[Run], fps: float, rng: np.random.Generator) -> Iterator[tu
 
 
 def load_closed_patches(cew_root: Path, split: str) -> list[np.ndarray]:
-    """CEW closed-eye patches: ``val`` (never trained on) for the report, the held-out train part to choose."""
+    """CEW closed-eye patches: ``val`` for the report, the held-out train part to choose (CEW's own split is by
+    patch, not by photo: most val photos have their other eye in train)."""
     from train.datasets import load_cew_eyes
 
     ds = load_cew_eyes(cew_root)

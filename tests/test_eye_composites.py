@@ -15,7 +15,8 @@ from edge.config import AppConfig
 from edge.contract import EYE_STATE_LABELS
 from edge.vision.classifier import load_model_with_card
 from edge.vision.detect import HaarFaceDetector, crop_face
-from train.datasets import SPLITS, load_cew_eyes, load_eyes_in_faces
+from train import eye_composites
+from train.datasets import SPLITS, load_cew_eyes, load_eyes_in_faces, load_fer2013_csv
 from train.eye_composites import KINDS, PAD, composite_eye_patches, find_eyes, upscale_head
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -87,7 +88,7 @@ def photo_names(cls: str) -> list[str]:
     return held[:2] + kept[:2]
 
 
-def test_each_split_gains_composites_from_its_own_faces_and_patches(tmp_path: Path, box):
+def test_each_split_gains_composites_from_its_own_faces_and_patches(tmp_path: Path, box, monkeypatch):
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
         for cls, crops in (("closed", eye_crops(True)), ("open", eye_crops(False))):
@@ -101,9 +102,25 @@ def test_each_split_gains_composites_from_its_own_faces_and_patches(tmp_path: Pa
     rows = [(3, astronaut, "Training"), (3, astronaut, "Training"), (6, pattern_face(6, rng), "Training"),
             (3, astronaut, "PublicTest"), (0, pattern_face(0, rng), "PrivateTest"), (3, astronaut, "PrivateTest")]
     csv = write_fer_csv(tmp_path / "fer2013.csv", rows)
-    ds = load_eyes_in_faces(tmp_path / "cew", csv, cache_dir=tmp_path / "cache")
+    fer = load_fer2013_csv(csv)
     cew = load_cew_eyes(tmp_path / "cew")
+    calls = []
+    real = eye_composites.composite_eye_patches
+
+    def recording(faces, open_patches, closed_patches, *args, **kwargs):
+        calls.append((faces, open_patches, closed_patches))
+        return real(faces, open_patches, closed_patches, *args, **kwargs)
+
+    monkeypatch.setattr(eye_composites, "composite_eye_patches", recording)
+    ds = load_eyes_in_faces(tmp_path / "cew", csv, cache_dir=tmp_path / "cache")
     assert [len(cew.splits[s]) for s in SPLITS] == [8, 8, 16]
+    # Each split's composites are made from that split's FER2013 faces and that split's CEW patches only.
+    assert len(calls) == 3
+    for split, (faces, open_patches, closed_patches) in zip(SPLITS, calls, strict=True):
+        own = cew.splits[split]
+        assert sorted(map(bytes, faces)) == sorted(map(bytes, fer.splits[split].images))
+        assert np.array_equal(open_patches, own.images[own.labels == EYE_STATE_LABELS.index("open")])
+        assert np.array_equal(closed_patches, own.images[own.labels == EYE_STATE_LABELS.index("closed")])
     added = {s: len(ds.splits[s]) - len(cew.splits[s]) for s in cew.splits}
     # Two astronaut faces in Training, one in each test split; the striped faces give nothing. Each face
     # adds 4 or 6 patches (its own eyes, pasted closed, pasted open half of the time).
@@ -111,8 +128,17 @@ def test_each_split_gains_composites_from_its_own_faces_and_patches(tmp_path: Pa
     for split, data in ds.splits.items():  # the split's CEW patches come first, unchanged
         assert np.array_equal(data.images[: len(cew.splits[split])], cew.splits[split].images)
     assert ds.name == "cew-faces" and ds.labels == EYE_STATE_LABELS
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("composites rebuilt although the cache holds them")
+
+    monkeypatch.setattr(eye_composites, "composite_eye_patches", must_not_run)
     again = load_eyes_in_faces(tmp_path / "cew", csv, cache_dir=tmp_path / "cache")
-    assert list((tmp_path / "cache").glob("*eyes_in_faces*.npz"))
     for split, data in ds.splits.items():
         assert np.array_equal(again.splits[split].images, data.images)
         assert np.array_equal(again.splits[split].labels, data.labels)
+    # A changed CEW patch is a different data set: the cache must not serve the old composites.
+    changed = next((tmp_path / "cew" / "dataset" / "val" / "closed").glob("*.png"))
+    cv2.imwrite(str(changed), np.full((24, 24), 90, np.uint8))
+    with pytest.raises(AssertionError, match="rebuilt"):
+        load_eyes_in_faces(tmp_path / "cew", csv, cache_dir=tmp_path / "cache")

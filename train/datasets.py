@@ -109,11 +109,13 @@ def _open_text(path: Path) -> io.TextIOBase:
     return open(path, encoding="utf-8", newline="")
 
 
-def _cache_file(path: Path, kind: str, cache_dir: Path | None) -> Path | None:
+def _cache_file(path: Path, kind: str, cache_dir: Path | None, extra: str = "") -> Path | None:
+    """Where the decoded arrays of ``path`` are cached; ``extra`` is anything else the arrays depend on."""
     if cache_dir is None:
         return None
     stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|v2".encode()).hexdigest()[:16]
+    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{kind}|v2" + (f"|{extra}" if extra else "")
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
     return cache_dir / f"{path.name}.{kind}.{key}.npz"
 
 
@@ -373,7 +375,32 @@ def load_cew_eyes(root: str | Path, *, skip_bad: bool = False, select_fraction: 
     return ds
 
 
-EYES_IN_FACES_TRAINING_FACES = 14000  # FER2013 Training faces tried (about 40% give a pair): ~35k patches
+EYES_IN_FACES_TRAINING_FACES = 14000  # FER2013 Training faces tried (about 42% give a pair): ~29.5k patches
+
+
+COMPOSITES_NOTE = ("each split adds eye patches cut from the same split's FER2013 faces (own eyes open, CEW "
+                   "patches pasted closed and open)")
+
+
+def _eyes_in_faces_key(cew: Dataset) -> str:
+    """What the composites depend on besides the FER2013 file: the CEW patches of every split, the code that
+    cuts and pastes them (and the daemon's eye geometry it imports) and OpenCV, whose cascade finds the eyes."""
+    import inspect
+
+    import cv2
+
+    from edge.vision import eyes
+    from train import eye_composites
+
+    digest = hashlib.sha256()
+    for name in sorted(cew.splits):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(cew.splits[name].images).tobytes())
+        digest.update(np.ascontiguousarray(cew.splits[name].labels).tobytes())
+    digest.update(inspect.getsource(eye_composites).encode())
+    digest.update(inspect.getsource(eyes.plausible_pair).encode())
+    digest.update(f"{eyes.EYE_SIDE}|{cv2.__version__}".encode())
+    return digest.hexdigest()[:16]
 
 
 def load_eyes_in_faces(cew_root: str | Path, fer_csv: str | Path, *, skip_bad: bool = False,
@@ -381,15 +408,17 @@ def load_eyes_in_faces(cew_root: str | Path, fer_csv: str | Path, *, skip_bad: b
                        training_faces: int = EYES_IN_FACES_TRAINING_FACES) -> Dataset:
     """CEW (as :func:`load_cew_eyes`) plus eye patches cut from FER2013 faces the way the daemon cuts them
     (:mod:`train.eye_composites`): each split gains the composites of the same-role FER2013 split, made with
-    that split's CEW patches, so no face and no CEW patch crosses between training, selection and report."""
+    that split's CEW patches. CEW's own train/val split shares photos (the other eye) and people, and FER2013
+    has a few hundred duplicate faces across its splits; neither is removed here."""
     from train.eye_composites import composite_eye_patches
 
     cew = load_cew_eyes(cew_root, skip_bad=skip_bad)
     fer_csv = Path(fer_csv)
-    cached = _cache_file(fer_csv, f"eyes_in_faces_{training_faces}_{len(cew.split('Training'))}", cache_dir)
+    cached = _cache_file(fer_csv, f"eyes_in_faces_{training_faces}_{len(cew.split('Training'))}", cache_dir,
+                         extra=_eyes_in_faces_key(cew))
     if cached is not None and cached.is_file():
         ds = _load_cached(cached, "cew-faces", EYE_STATE_LABELS, str(cew_root))
-        ds.notes = list(cew.notes)
+        ds.notes = [*cew.notes, COMPOSITES_NOTE]
         return ds
     fer = load_fer2013_csv(fer_csv, skip_bad=skip_bad, cache_dir=cache_dir, progress=progress)
     closed, open_ = EYE_STATE_LABELS.index("closed"), EYE_STATE_LABELS.index("open")
@@ -417,8 +446,7 @@ def load_eyes_in_faces(cew_root: str | Path, fer_csv: str | Path, *, skip_bad: b
                                                   np.random.default_rng([7, number]), progress=bar)
         splits[name] = SplitData(np.concatenate([eyes.images, images]), np.concatenate([eyes.labels, labels]))
     ds = Dataset("cew-faces", EYE_STATE_LABELS, splits, str(cew_root), notes=list(cew.notes))
-    ds.notes.append("each split adds eye patches cut from the same split's FER2013 faces (own eyes open, CEW "
-                    "patches pasted closed and open)")
+    ds.notes.append(COMPOSITES_NOTE)
     if cached is not None:
         _save_cached(cached, ds)
     return ds
