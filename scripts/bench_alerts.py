@@ -182,7 +182,7 @@ def closed_check(args: argparse.Namespace, cfg: AppConfig, fer: Any, labels: lis
                  detector: HaarFaceDetector) -> tuple[dict[str, Any], np.ndarray]:
     data = Path(args.data)
     cew_split = "PrivateTest" if args.split == "PrivateTest" else "PublicTest"
-    patches = load_closed_patches(data / "eyes" / "cew", cew_split)
+    patches = load_closed_patches(data / "eyes" / "cew", cew_split, args.cew_photo_disjoint)
     rng = np.random.default_rng([args.seed, 99])
     neutral = fer.images[fer.labels == labels.index("neutral")]
     runs = closed_runs(neutral, patches, rng, args.closed_runs, detector.detect)
@@ -230,6 +230,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=60, help="runs (distinct faces) per expression set")
     parser.add_argument("--run-s", type=float, default=12.0, help="seconds per run (longer than the distress onset)")
     parser.add_argument("--closed-runs", type=int, default=80)
+    parser.add_argument("--cew-photo-disjoint", action="store_true",
+                        help="closed runs paste only CEW val patches whose photo has no eye in CEW train "
+                             "(CEW's own split is by patch; PrivateTest only)")
     parser.add_argument("--sets", nargs="+", choices=(*SETS, "closed"), default=[*SETS, "closed"],
                         help="which real-face sets to run")
     parser.add_argument("--seed", type=int, default=0)
@@ -243,6 +246,8 @@ def main() -> int:
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.cew_photo_disjoint and args.split != "PrivateTest":
+        parser.error("--cew-photo-disjoint applies to --split PrivateTest (CEW val) only")
     from edge.config import ConfigError, load_config
 
     try:

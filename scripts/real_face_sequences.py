@@ -132,11 +132,24 @@ def frames(runs: list[Run], fps: float, rng: np.random.Generator) -> Iterator[tu
         t0 += run.duration_s
 
 
-def load_closed_patches(cew_root: Path, split: str) -> list[np.ndarray]:
+def load_closed_patches(cew_root: Path, split: str, photo_disjoint: bool = False) -> list[np.ndarray]:
     """CEW closed-eye patches: ``val`` for the report, the held-out train part to choose (CEW's own split is by
-    patch, not by photo: most val photos have their other eye in train)."""
-    from train.datasets import load_cew_eyes
+    patch, not by photo: most val photos have their other eye in train). ``photo_disjoint`` keeps, of val, only
+    the patches of photos with no eye anywhere in CEW train."""
+    from edge.contract import EYE_INPUT_SIZE
+    from train.datasets import _read_grey, load_cew_eyes
 
+    if photo_disjoint:
+        if split != "PrivateTest":
+            raise ValueError("photo_disjoint applies to the report split (CEW val) only")
+        root = cew_root / "dataset" if (cew_root / "dataset").is_dir() else cew_root
+
+        def photo(file: Path) -> str:
+            return file.stem.removesuffix("_L").removesuffix("_R")
+
+        seen = {photo(f) for f in (root / "train").rglob("*.jpg")}
+        files = sorted(f for f in (root / "val" / "closed").glob("*.jpg") if photo(f) not in seen)
+        return [_read_grey(f, EYE_INPUT_SIZE) for f in files]
     ds = load_cew_eyes(cew_root)
     data = ds.split(split)
     closed = ds.labels.index("closed")
