@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from train.eye_composites import find_eyes, paste_eyes, upscale_head
+from edge.vision.detect import Box, cascade_path
+from train.eye_composites import PAD, PASTE_SIDE, find_eyes, paste_eyes, upscale_head
 
 FRAME_W, FRAME_H = 640, 360  # the issue's footage size
 
@@ -87,11 +88,42 @@ def expression_runs(faces: np.ndarray, label: str, rng: np.random.Generator, cou
     return runs
 
 
+def eyes_inside_face(eyes: list[Box], side: int) -> bool:
+    """Whether both eye boxes lie inside the face itself (the 48-px crop, upscaled to ``side``), not in the
+    replicated border around it, where the cascade sometimes pairs an eye with a stray edge."""
+    lo, hi = PAD * side / 48, (PAD + 48) * side / 48
+    return all(lo <= x and x + w <= hi and lo <= y and y + h <= hi for x, y, w, h in eyes)
+
+
+@lru_cache(maxsize=1)
+def _eye_cascade() -> cv2.CascadeClassifier:
+    return cv2.CascadeClassifier(str(cascade_path("haarcascade_eye.xml")))
+
+
+def open_eye_left(closed_head: np.ndarray, eyes: list[Box], side: int) -> bool:
+    """Whether, with both patches pasted, the eye cascade still finds an eye inside the face, level with the
+    pasted pair and clear of both patches: the pair was one eye and something else (a glasses rim, a brow),
+    so one real eye stays open and the run would be no closure."""
+    n = closed_head.shape[0]
+    found = _eye_cascade().detectMultiScale(closed_head[: int(n * 0.6)], 1.1, 4, minSize=(n // 10, n // 10))
+    paste = PASTE_SIDE * side
+    centres = [(x + w / 2, y + h / 2) for x, y, w, h in eyes]
+    level = sum(cy for _, cy in centres) / 2
+    for box in found if len(found) else []:
+        fx, fy = box[0] + box[2] / 2, box[1] + box[3] / 2
+        if eyes_inside_face([tuple(int(v) for v in box)], side) and abs(fy - level) <= paste / 2 \
+                and all(abs(fx - cx) > paste for cx, _ in centres):
+            return True
+    return False
+
+
 def closed_runs(faces: np.ndarray, closed_patches: list[np.ndarray], rng: np.random.Generator, count: int,
                 detect: Detect,
                 open_before_s: float = 3.0, closed_s: float = 2.5, open_after_s: float = 1.5,
                 sides: tuple[int, int] = (110, 200)) -> list[Run]:
-    """Neutral faces whose eyes the cascade finds, shown open, then with CEW closed patches, then open."""
+    """Neutral faces whose eyes the cascade finds, shown open, then with CEW closed patches, then open. A face
+    is skipped when its eye pair reaches outside the face or when, with both patches pasted, the cascade
+    still finds an open eye: either way the pair was not its two eyes and the run would not be a closure."""
     runs = []
     for i in rng.permutation(len(faces)):
         side = int(rng.integers(sides[0], sides[1] + 1))
@@ -101,7 +133,7 @@ def closed_runs(faces: np.ndarray, closed_patches: list[np.ndarray], rng: np.ran
             continue
         patches = [closed_patches[int(k)] for k in rng.choice(len(closed_patches), size=2, replace=False)]
         closed = paste_eyes(head, eyes, patches, side)
-        if closed is None:
+        if closed is None or not eyes_inside_face(eyes, side) or open_eye_left(closed, eyes, side):
             continue
         runs.append(Run(head, closed, side, open_before_s + closed_s + open_after_s,
                         (open_before_s, open_before_s + closed_s), "closed", int(i)))

@@ -142,3 +142,29 @@ def test_each_split_gains_composites_from_its_own_faces_and_patches(tmp_path: Pa
     cv2.imwrite(str(changed), np.full((24, 24), 90, np.uint8))
     with pytest.raises(AssertionError, match="rebuilt"):
         load_eyes_in_faces(tmp_path / "cew", csv, cache_dir=tmp_path / "cache")
+
+
+def test_the_benchmark_skips_a_closed_run_whose_pair_was_not_both_eyes(box):
+    """scripts/real_face_sequences.py: a closed run is built only when the pasted pair covered both eyes."""
+    import sys
+
+    sys.path.insert(0, str(MODELS.parent / "scripts"))
+    from real_face_sequences import eyes_inside_face, open_eye_left
+
+    side = 120
+    head = upscale_head(face48(box), side)
+    eyes = find_eyes(head)
+    assert eyes is not None
+    shut = eye_crops(True)
+    both = eye_composites.paste_eyes(head, eyes, list(shut), side)
+    assert both is not None
+    assert eyes_inside_face(eyes, side) and not open_eye_left(both, eyes, side)
+    # A "pair" of the left eye and a spot beside it: the right eye stays open and the cascade still finds it.
+    (lx, ly, lw, lh), (rx, _, _, _) = eyes
+    stray = (max(0, lx - (rx - lx) // 2), ly, lw, lh)
+    wrong = [stray, eyes[0]]
+    one = eye_composites.paste_eyes(head, wrong, list(shut), side)
+    assert one is not None and open_eye_left(one, wrong, side)
+    # A box in the replicated border around the 48-px face is no eye.
+    border = [eyes[0], (round((PAD + 48) * side / 48) - lw // 2, ly, lw, lh)]
+    assert not eyes_inside_face(border, side)
