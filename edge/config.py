@@ -131,8 +131,9 @@ class SignalsConfig(_Strict):
     perclos_window_s: float = Field(60.0, ge=5, description="rolling PERCLOS window (the literature uses 60 s)")
     perclos_min_coverage_s: float = Field(20.0, ge=0, description="PERCLOS is unknown until this much eye time")
     blink_max_s: float = Field(0.5, gt=0, description="closures up to this long count as blinks")
-    closure_gap_s: float = Field(0.2, ge=0, le=1, description="open eye readings shorter than this inside a "
-                                 "closure do not end it (a misread frame must not restart the microsleep clock)")
+    closure_gap_s: float = Field(0.2, ge=0, le=1, description="open or unknown eye readings shorter than "
+                                 "this inside a closure do not end it (a misread or unreadable frame must not "
+                                 "restart the microsleep clock)")
     distress_weights: dict[str, float] = Field(
         default_factory=lambda: {"angry": 1.0, "disgust": 1.0, "fear": 1.0, "sad": 1.0},
         description="distress = sum of weight x smoothed probability over these classes")

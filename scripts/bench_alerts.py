@@ -17,7 +17,8 @@ Real faces (assembled at run time from ../shared/data; ``--split PublicTest`` to
 4. closed = open-eyed neutral faces (eyes found by OpenCV's eye cascade) shown open 3 s, with CEW
    closed-eye patches pasted on the eyes for 2.5 s (CEW val for PrivateTest, the held-out part of
    CEW train for PublicTest), open 1.5 s: closed-eye recall per frame, false "closed" on the open
-   frames, and microsleep latency after onset (closure start + raise_at).
+   frames, and microsleep latency after onset (closure start + raise_at). Faces whose cascade pair was
+   not both eyes (a box outside the face, or an eye still found beside the pasted patches) are skipped.
 
     python scripts/bench_alerts.py [--minutes 10] [--split PrivateTest] [--runs 60] [--json]
 """

@@ -160,6 +160,29 @@ def test_unknown_eyes_are_never_closed():
     assert subject.closure_s(2.5) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("fps", (15, 30))
+def test_an_unreadable_frame_inside_a_closure_does_not_restart_it(fps):
+    """Closed 1 s, one frame unknown (a gate, a glare), closed 1 s more: one closure of 2 s with closure_gap_s;
+    unknown readings longer than the gap end it, and unknown alone never starts one."""
+    def run(unknown: set[int], gap: float = 0.2) -> list[tuple[str, float]]:
+        subject = SubjectSignals(closure_gap_s=gap)
+        engine = RuleEngine({"microsleep": PROFILES["driver"]["microsleep"]}, "driver")
+        events = []
+        for i in range(6 * fps + 1):
+            t = round(i / fps, 9)
+            prob = None if i in unknown else 0.95 if fps <= i < 3 * fps else 0.05
+            subject.update(t, prob, None)
+            assert subject.closed is (None if prob is None else prob >= 0.5)
+            events += [(e["action"], e["t"]) for e in engine.evaluate(t, subject.snapshot(t), 1)]
+        return events
+    raised, cleared = run({2 * fps})
+    assert raised[0] == "raised" and 2.5 - 1e-6 <= raised[1] <= 2.5 + 1 / fps + 1e-6
+    assert cleared[0] == "cleared"
+    assert run({2 * fps}, gap=0.0) == []
+    assert run(set(range(2 * fps, 2 * fps + fps // 2))) == []  # half a second unreadable: two 1-s closures
+    assert run(set(range(fps, 3 * fps))) == []  # unknown throughout: never closed
+
+
 @pytest.mark.parametrize("fps", RATES)
 def test_face_absent_rule_on_presence(fps):
     presence = PresenceSignal()

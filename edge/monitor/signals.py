@@ -54,17 +54,16 @@ class SubjectSignals:
             if self.closed_since is None:
                 self.closed_since = t
             self._open_since = None
-        elif closed is False and self.closed_since is not None:
-            # An open reading inside a closure ends it only once it has lasted closure_gap_s: a single
-            # misread frame must not restart a microsleep's clock.
+        elif self.closed_since is not None:
+            # An open or unknown reading inside a closure ends it only once such readings have lasted
+            # closure_gap_s: a single misread or unreadable frame must not restart a microsleep's clock.
+            # Unknown is never closed: it does not start a closure, and a longer one ends it.
             if self._open_since is None:
                 self._open_since = t
             if t - self._open_since >= self.closure_gap_s - 1e-9:
-                if self._open_since - self.closed_since <= self.blink_max_s:
+                if closed is False and self._open_since - self.closed_since <= self.blink_max_s:
                     self._blinks.append(t)
                 self.closed_since = self._open_since = None
-        elif closed is None:
-            self.closed_since = self._open_since = None  # unknown is never closed: the closure clock restarts
         self.closed = closed
         horizon = t - self.window_s
         while self._intervals and self._intervals[0][1] <= horizon:
