@@ -102,7 +102,7 @@ def _eye_cascade() -> cv2.CascadeClassifier:
 
 def open_eye_left(closed_head: np.ndarray, eyes: list[Box], side: int) -> bool:
     """Whether, with both patches pasted, the eye cascade still finds an eye inside the face, level with the
-    pasted pair and clear of both patches: the pair was one eye and something else (a glasses rim, a brow),
+    pasted pair and clear of both patches: the pair was one eye and something else (a glasses rim),
     so one real eye stays open and the run would be no closure."""
     n = closed_head.shape[0]
     found = _eye_cascade().detectMultiScale(closed_head[: int(n * 0.6)], 1.1, 4, minSize=(n // 10, n // 10))

@@ -158,6 +158,31 @@ def test_unknown_eyes_are_never_closed():
     assert subject.closure_s(1.0) == 0.0 and subject.closed is None
     subject.update(2.0, 0.9, None)
     assert subject.closure_s(2.5) == pytest.approx(0.5)
+    # With a gap, an unknown reading holds the closure without growing it, and a spell longer than the gap
+    # ends it even when the next reading is already closed again (a slow or stalled feed).
+    bridged = SubjectSignals(closure_gap_s=0.2)
+    bridged.update(0.0, 0.9, None)
+    bridged.update(0.1, None, None)
+    assert bridged.closed is None and bridged.closure_s(0.15) == 0.0  # held at the last closed reading
+    bridged.update(0.2, 0.9, None)
+    assert bridged.closure_s(0.2) == pytest.approx(0.2)
+    bridged.update(0.3, None, None)
+    bridged.update(0.6, 0.9, None)
+    assert bridged.closure_s(0.6) == 0.0
+
+
+def test_a_blink_is_counted_when_the_eyes_open_inside_the_gap():
+    """Closed 0.2 s, then open and unknown readings: the closure ends at the gap and counts as a blink when an
+    open reading was seen; unknown readings alone end it without a blink."""
+    def blinks(after: list[float | None]) -> float:
+        subject = SubjectSignals(closure_gap_s=0.2)
+        readings = [0.1] * 10 + [0.9] * 3 + after + [0.1] * 10
+        for i, prob in enumerate(readings):
+            subject.update(i / 15, prob, None)
+        return subject.blink_rate_per_min(len(readings) / 15)
+    assert blinks([0.1, None, None, None]) > 0
+    assert blinks([None, None, 0.1, 0.1]) > 0
+    assert blinks([None] * 4) == 0
 
 
 @pytest.mark.parametrize("fps", (15, 30))
@@ -167,13 +192,18 @@ def test_an_unreadable_frame_inside_a_closure_does_not_restart_it(fps):
     def run(unknown: set[int], gap: float = 0.2) -> list[tuple[str, float]]:
         subject = SubjectSignals(closure_gap_s=gap)
         engine = RuleEngine({"microsleep": PROFILES["driver"]["microsleep"]}, "driver")
-        events = []
+        events, held = [], 0.0
         for i in range(6 * fps + 1):
             t = round(i / fps, 9)
             prob = None if i in unknown else 0.95 if fps <= i < 3 * fps else 0.05
             subject.update(t, prob, None)
             assert subject.closed is (None if prob is None else prob >= 0.5)
-            events += [(e["action"], e["t"]) for e in engine.evaluate(t, subject.snapshot(t), 1)]
+            if prob is None:  # the closure holds, never grows, on a frame not read closed
+                assert subject.closure_s(t) <= held + 1e-9
+            held = subject.closure_s(t)
+            new = [(e["action"], e["t"]) for e in engine.evaluate(t, subject.snapshot(t), 1)]
+            assert prob is not None or not any(action == "raised" for action, _ in new)
+            events += new
         return events
     raised, cleared = run({2 * fps})
     assert raised[0] == "raised" and 2.5 - 1e-6 <= raised[1] <= 2.5 + 1 / fps + 1e-6
@@ -181,6 +211,10 @@ def test_an_unreadable_frame_inside_a_closure_does_not_restart_it(fps):
     assert run({2 * fps}, gap=0.0) == []
     assert run(set(range(2 * fps, 2 * fps + fps // 2))) == []  # half a second unreadable: two 1-s closures
     assert run(set(range(fps, 3 * fps))) == []  # unknown throughout: never closed
+    # An unknown frame where the closure reaches 1.5 s does not raise; the next closed frame does.
+    due = -(-5 * fps // 2)  # the first frame at or after 2.5 s
+    late = run({due})
+    assert late[0][0] == "raised" and late[0][1] == pytest.approx((due + 1) / fps, abs=1e-3)
 
 
 @pytest.mark.parametrize("fps", RATES)

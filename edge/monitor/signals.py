@@ -1,7 +1,8 @@
 """Signals over time, all in seconds of input time (frame-rate independent).
 
-Per subject: eye-closed probability, continuous closure duration, PERCLOS over a rolling window
-(time-weighted share of *known* eye time spent closed), blink rate, smoothed expression
+Per subject: eye-closed probability, continuous closure duration (open or unknown readings inside a
+closure end it only once they have lasted ``closure_gap_s``; meanwhile the duration holds), PERCLOS over a
+rolling window (time-weighted share of *known* eye time spent closed), blink rate, smoothed expression
 probabilities and a distress score. Per monitor: how long no face has been in view.
 """
 
@@ -25,7 +26,7 @@ class SubjectSignals:
     closed_threshold: float = 0.5
     blink_max_s: float = 0.5
     min_coverage_s: float = 20.0
-    closure_gap_s: float = 0.0  # open readings shorter than this do not end a closure
+    closure_gap_s: float = 0.0  # open or unknown readings shorter than this do not end a closure
     eye_closed_prob: float | None = None
     closed: bool | None = None
     closed_since: float | None = None
@@ -36,7 +37,9 @@ class SubjectSignals:
     _intervals: deque = field(default_factory=deque)  # (start, end, closed: bool) of known eye time
     _blinks: deque = field(default_factory=deque)  # end times of closures shorter than blink_max_s
     _last_t: float | None = None
-    _open_since: float | None = None  # first open reading inside a closure not yet ended (closure_gap_s)
+    _open_since: float | None = None  # first open/unknown reading inside a closure not yet ended (closure_gap_s)
+    _last_closed_t: float = 0.0  # the latest closed reading
+    _gap_saw_open: bool = False  # that spell had an open reading (a closure ended by opening eyes may be a blink)
 
     def update(self, t: float, eye_closed_prob: float | None, probs: dict[str, float] | None) -> None:
         if self._last_t is not None and self.closed is not None:
@@ -51,19 +54,21 @@ class SubjectSignals:
         self.eye_closed_prob = eye_closed_prob
         closed = None if eye_closed_prob is None else eye_closed_prob >= self.closed_threshold
         if closed:
+            if self._open_since is not None and t - self._open_since > self.closure_gap_s + 1e-9:
+                self._end_closure(t)  # the spell between readings outlasted the gap (a slow or stalled feed)
             if self.closed_since is None:
                 self.closed_since = t
-            self._open_since = None
+            self._open_since, self._gap_saw_open, self._last_closed_t = None, False, t
         elif self.closed_since is not None:
             # An open or unknown reading inside a closure ends it only once such readings have lasted
             # closure_gap_s: a single misread or unreadable frame must not restart a microsleep's clock.
-            # Unknown is never closed: it does not start a closure, and a longer one ends it.
+            # Unknown is never closed: it does not start a closure, the closure's duration does not grow
+            # while it lasts (closure_s), and a longer spell ends it.
             if self._open_since is None:
                 self._open_since = t
+            self._gap_saw_open |= closed is False
             if t - self._open_since >= self.closure_gap_s - 1e-9:
-                if closed is False and self._open_since - self.closed_since <= self.blink_max_s:
-                    self._blinks.append(t)
-                self.closed_since = self._open_since = None
+                self._end_closure(t)
         self.closed = closed
         horizon = t - self.window_s
         while self._intervals and self._intervals[0][1] <= horizon:
@@ -71,8 +76,19 @@ class SubjectSignals:
         while self._blinks and self._blinks[0] <= horizon:
             self._blinks.popleft()
 
+    def _end_closure(self, t: float) -> None:
+        assert self.closed_since is not None and self._open_since is not None
+        if self._gap_saw_open and self._open_since - self.closed_since <= self.blink_max_s:
+            self._blinks.append(t)
+        self.closed_since = self._open_since = None
+        self._gap_saw_open = False
+
     def closure_s(self, t: float) -> float:
-        return t - self.closed_since if self.closed_since is not None else 0.0
+        """How long the eyes have been closed; during a bridged open or unknown spell it holds at its value at
+        the last closed reading, so an alarm is never raised on a frame not read closed."""
+        if self.closed_since is None:
+            return 0.0
+        return (self._last_closed_t if self._open_since is not None else t) - self.closed_since
 
     def perclos(self, t: float) -> float | None:
         """Share of known eye time in the window with the eyes closed; None until enough coverage."""
