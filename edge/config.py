@@ -62,6 +62,10 @@ class DetectorConfig(_Strict):
     redetect: bool = Field(True, description="when a tracked face is missed, search again around its last box "
                            "with relaxed settings (closed eyes weaken Haar's frontal-face features)")
     redetect_min_neighbors: int = Field(2, ge=1, le=50, description="minNeighbors of that second search")
+    redetect_min_score: float | None = Field(0.5, gt=0, le=1, description="a face that search finds is kept only "
+                                             "when it resembles the face's last detected appearance with at least "
+                                             "this normalized correlation (a false face in a textured background "
+                                             "does not); null keeps any")
     hold_min_score: float | None = Field(0.7, gt=0, le=1, description="when both searches miss a tracked face, "
                                          "it is held where its last detected appearance matches the frame with "
                                          "at least this normalized correlation (a face whose eyes close changes "
@@ -153,7 +157,8 @@ class AlertsConfig(_Strict):
     """Which rule set runs, and per-rule overrides of its defaults (see edge/monitor/profiles.py)."""
 
     profile: Literal["driver", "patient", "none"] = Field("none", description="driver, patient, or none")
-    subject: Literal["largest", "all"] = Field("largest", description="rules watch the largest face, or every face")
+    subject: Literal["largest", "all"] = Field("largest", description="rules watch one face (the largest when "
+                                               "one is chosen, kept while it stays in view), or every face")
     min_face_px: int = Field(48, ge=0, description="faces narrower than this (full-frame pixels) are too small to "
                              "judge and are never the subject (48 = the expression model's input)")
     rules: dict[str, dict[str, Any]] = Field(default_factory=dict,

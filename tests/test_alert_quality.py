@@ -110,6 +110,14 @@ def test_subject_policy_skips_faces_too_small_to_judge():
     assert [f.track_id for f in everyone.watched([face(1, 40), face(2, 120), face(3, 60)])] == [2, 3]
 
 
+def test_the_subject_keeps_the_watch_while_in_view():
+    monitor = Monitor(AppConfig(alerts={"profile": "driver"}), LABELS)
+    assert [f.track_id for f in monitor.watched([face(1, 120)])] == [1]
+    assert [f.track_id for f in monitor.watched([face(1, 120), face(2, 240)])] == [1]  # a larger false face
+    assert [f.track_id for f in monitor.watched([face(2, 240)])] == [2]  # the subject left view
+    assert [f.track_id for f in monitor.watched([face(1, 120), face(2, 240)])] == [2]
+
+
 def test_laughing_face_with_narrowed_eyes_raises_no_microsleep():
     """A confidently happy face whose eyes read closed (0.85) for 5 s: unknown eyes, no alert; the same
     readings on a neutral face raise the microsleep alarm."""

@@ -77,6 +77,28 @@ def test_a_pair_far_from_where_eyes_can_be_is_not_an_anchor(face):
     assert est._anchors[3].samples == 0
 
 
+class EyeAndBrow:
+    """The real eye cascade, plus the larger box it often puts around the left eye and its brow."""
+
+    def __init__(self, real: cv2.CascadeClassifier):
+        self.real = real
+
+    def detectMultiScale(self, image: np.ndarray, *args, **kwargs) -> list:
+        found = [tuple(int(v) for v in b) for b in self.real.detectMultiScale(image, *args, **kwargs)]
+        ex, ey, ew, eh = min(found)  # the left eye
+        return [*found, (ex - ew // 4, ey - ew // 2, ew * 3 // 2, eh * 3 // 2)]
+
+
+def test_a_box_around_eye_and_brow_does_not_hide_the_pair(face):
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
+    pair = est._cascade_pair(grey(), face, strict=True)
+    assert len(pair) == 2
+    est._cascade = EyeAndBrow(est._cascade)
+    # The two largest boxes are no pair (one inside the other, or unlike in size); the pair is still found.
+    assert len(est._cascade_pair(grey(), face, strict=False)) == 2
+    assert est._cascade_pair(grey(), face, strict=True) == pair
+
+
 def test_held_face_follows_the_face_not_the_background(face):
     template = face_template(grey(), face)
     shifted = np.roll(grey(eyes_closed=True), (3, 6), axis=(0, 1))
@@ -119,6 +141,34 @@ def test_a_tracked_face_the_detector_loses_is_held_while_it_is_there(hold):
     assert len(closed) == (1 if hold else 0)
     empty = np.full_like(grey(), 100)
     assert pipeline.process(Frame(empty, 0.4, 4)).faces == []
+
+
+class FindsAgainWhereItWas(Blind):
+    """A relaxed search that always finds a face where the track last was, as it can in a textured background."""
+
+    def redetect(self, image: np.ndarray, previous: tuple) -> tuple:
+        return previous
+
+
+def texture(shape: tuple[int, ...]) -> np.ndarray:
+    noise = np.random.default_rng(0).normal(0, 1, (shape[0] // 8, shape[1] // 8)).astype(np.float32)
+    smooth = cv2.resize(cv2.GaussianBlur(noise, (0, 0), 2), shape[1::-1], interpolation=cv2.INTER_CUBIC)
+    return np.clip(110 + 25 * smooth / smooth.std(), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("min_score", [0.5, None])
+def test_a_face_found_again_must_look_like_the_face(min_score):
+    cfg = AppConfig()
+    cfg = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={
+        "every_n_frames": 1, "hold_min_score": None, "redetect_min_score": min_score})})
+    classifier, card = load_classifier_for(cfg)
+    pipeline = Pipeline(cfg, classifier, card,
+                        detector=FindsAgainWhereItWas(HaarFaceDetector(cfg.detector), {0, 1, 2}))  # type: ignore[arg-type]
+    for i in range(3):
+        assert len(pipeline.process(Frame(grey(), i / 10, i)).faces) == 1
+    assert len(pipeline.process(Frame(grey(eyes_closed=True), 0.3, 3)).faces) == 1  # the same face, eyes shut
+    left = pipeline.process(Frame(texture(grey().shape), 0.4, 4)).faces  # the person left; texture remains
+    assert len(left) == (0 if min_score else 1)
 
 
 def test_a_face_seen_on_one_frame_only_is_not_held():

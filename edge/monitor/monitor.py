@@ -36,6 +36,7 @@ class Monitor:
             raise ConfigError(f"signals.distress_weights: {', '.join(unknown)} not among the model's labels {labels}")
         self.presence = PresenceSignal()
         self.subjects: dict[int, SubjectSignals] = {}
+        self._subject: int | None = None  # the track the rules watch under ``subject: largest``
 
     def _new_subject(self) -> SubjectSignals:
         s = self.cfg.signals
@@ -45,11 +46,17 @@ class Monitor:
                               closure_gap_s=s.closure_gap_s)
 
     def watched(self, faces: list[FaceResult]) -> list[FaceResult]:
-        """The faces the rules judge: never one narrower than ``alerts.min_face_px``."""
+        """The faces the rules judge: never one narrower than ``alerts.min_face_px``. Under ``largest``, the
+        largest face when a subject is chosen, kept while it stays in view: a larger false face in a textured
+        background, or someone leaning in, does not take the watch from the person it is on."""
         judged = [f for f in faces if max(f.box[2], f.box[3]) >= self.cfg.alerts.min_face_px]
         if not judged or self.cfg.alerts.subject == "all":
             return judged
-        return [max(judged, key=lambda f: f.box[2] * f.box[3])]
+        current = next((f for f in judged if f.track_id == self._subject), None)
+        if current is None:
+            current = max(judged, key=lambda f: f.box[2] * f.box[3])
+            self._subject = current.track_id
+        return [current]
 
     def update(self, result: FrameResult) -> MonitorUpdate:
         t = result.frame.timestamp

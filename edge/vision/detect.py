@@ -95,6 +95,15 @@ def face_template(grey: np.ndarray, box: Box) -> np.ndarray:
     return crop_face(grey, box, TEMPLATE_SIDE)
 
 
+def appearance_score(grey: np.ndarray, box: Box, template: np.ndarray) -> float:
+    """Normalized correlation of the face at ``box`` with ``template`` (1 = the same appearance); -1 when
+    either is flat, which matches anything equally and so proves nothing."""
+    current = face_template(grey, box)
+    if float(template.std()) < MIN_TEMPLATE_STD or float(current.std()) < MIN_TEMPLATE_STD:
+        return -1.0
+    return float(cv2.matchTemplate(current, template, cv2.TM_CCOEFF_NORMED)[0, 0])
+
+
 def hold_by_template(grey: np.ndarray, template: np.ndarray, previous: Box, min_score: float) -> Box | None:
     """Where ``template`` (the face's last detected appearance) best matches the frame near ``previous``, at
     the previous size, when the normalized correlation reaches ``min_score``; otherwise None."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 
 import cv2
@@ -52,6 +53,7 @@ ANCHOR_TRY_S = 0.2
 ANCHOR_REFRESH_S = 1.0
 ANCHOR_OPEN_BELOW = 0.3  # a sighting counts only when the model reads both eyes this clearly open
 OPEN_FRAMES = 3  # frames with both eyes read clearly open at their patches that also count as seeing them open
+PAIR_CANDIDATES = 6  # the largest eye-cascade boxes whose pairs the anchor check tries
 RETIRED_KEEP_S = 5.0  # a new track near a track lost this recently takes over its anchors
 
 
@@ -145,8 +147,9 @@ class EyeStateEstimator:
         return self._cascade_pair(grey, face, strict=False)
 
     def _cascade_pair(self, grey: np.ndarray, face: Box, strict: bool) -> list[Box]:
-        """Eye-cascade boxes in the upper face, sorted left to right. ``strict``: exactly one plausible pair
-        (side by side, alike in size and height, each near its geometry position) or nothing."""
+        """The two largest eye-cascade boxes in the upper face, sorted left to right. ``strict``: the plausible
+        pair (side by side, alike in size and height, each near its geometry position) nearest the geometry
+        positions, or nothing."""
         assert self._cascade is not None
         x, y, w, h = face
         x0, y0 = max(0, x), max(0, y)
@@ -163,17 +166,26 @@ class EyeStateEstimator:
         boxes = [(round(ex / zoom) + x0, round(ey / zoom) + y0, round(ew / zoom), round(eh / zoom))
                  for ex, ey, ew, eh in (found if len(found) else [])]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
-        boxes = sorted(boxes[:2])
         if not strict:
-            return boxes
-        if len(boxes) != 2:
-            return []
-        if not plausible_pair(boxes):
-            return []
-        for (bx, by, bw, bh), (gx, gy) in zip(boxes, EYE_CENTRES, strict=True):
-            if abs((bx + bw / 2 - x) / w - gx) > ANCHOR_REACH[0] or abs((by + bh / 2 - y) / h - gy) > ANCHOR_REACH[1]:
-                return []
-        return boxes
+            return sorted(boxes[:2])
+        # The cascade often fires twice on one eye (a box around the eye and a larger one around eye and
+        # brow), so every pair is tried, not only the two largest boxes.
+        scored = [(off, pair) for pair in (sorted(two) for two in combinations(boxes[:PAIR_CANDIDATES], 2))
+                  if plausible_pair(pair) and (off := self._off_geometry(pair, face)) is not None]
+        return min(scored)[1] if scored else []
+
+    @staticmethod
+    def _off_geometry(pair: list[Box], face: Box) -> float | None:
+        """How far (summed, in face widths/heights) a pair's centres sit from the geometry positions; None when
+        one is beyond ANCHOR_REACH."""
+        x, y, w, h = face
+        total = 0.0
+        for (bx, by, bw, bh), (gx, gy) in zip(pair, EYE_CENTRES, strict=True):
+            dx, dy = abs((bx + bw / 2 - x) / w - gx), abs((by + bh / 2 - y) / h - gy)
+            if dx > ANCHOR_REACH[0] or dy > ANCHOR_REACH[1]:
+                return None
+            total += dx + dy
+        return total
 
     def _closed_probs(self, grey: np.ndarray, boxes: list[Box]) -> tuple[list[np.ndarray], tuple[float, ...]]:
         patches = [crop_face(grey, b, self._size) for b in boxes]

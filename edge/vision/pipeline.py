@@ -10,7 +10,7 @@ from edge.capture.sources import Frame
 from edge.config import AppConfig
 from edge.contract import ModelCard
 from edge.vision.classifier import Classifier
-from edge.vision.detect import Box, HaarFaceDetector, crop_face, face_template, hold_by_template
+from edge.vision.detect import Box, HaarFaceDetector, appearance_score, crop_face, face_template, hold_by_template
 from edge.vision.tracker import IoUTracker, Track, iou, label_for
 
 HOLD_MIN_HITS = 3
@@ -57,11 +57,14 @@ class Pipeline:
         for track in self.tracker.visible():
             if any(iou(track.box, b) >= self.cfg.tracker.iou_threshold for b in boxes):
                 continue
+            template = track.extra.get("template")
             box = self.detector.redetect(grey, track.box) if cfg.redetect else None
-            if box is not None:
+            # The relaxed search also finds false faces in texture; one that does not look like this face
+            # would keep a track alive on the background after the person left.
+            if box is not None and (cfg.redetect_min_score is None or (
+                    template is not None and appearance_score(grey, box, template) >= cfg.redetect_min_score)):
                 found.append(box)
                 continue
-            template = track.extra.get("template")
             # Only a face detected on HOLD_MIN_HITS detection frames is held: a one-frame false face on a
             # still background would match itself.
             if template is None or cfg.hold_min_score is None or track.hits < HOLD_MIN_HITS \
@@ -81,8 +84,11 @@ class Pipeline:
             found, held = self._recover_missed(frame.grey, boxes, now)
             tracks = self.tracker.update(boxes + found + held, now)
             for track in tracks:
-                if track.box not in held:  # a held box never becomes the template: it could drift off the face
+                # Only the detector's own boxes become the template: a held or re-found box could drift
+                # off the face, and a template taken from it would then vouch for the drift.
+                if track.box in boxes:
                     track.extra["template"] = face_template(frame.grey, track.box)
+                if track.box not in held:
                     track.extra["detected_at"] = now
         else:
             self.tracker.expire(now)
