@@ -106,7 +106,7 @@ def run_real(runs: list[Run], cfg: AppConfig, rng: np.random.Generator, temperat
                 in_closed = run.closed is not None and run.closed[0] <= rt < run.closed[1]
                 eyes.append((run.label, in_closed, state, starts[-1]))
                 if reading is not None and len(reading.raw_probs) == 2:
-                    face = monitor.watched(result.faces)[0]
+                    face = next(f for f in result.faces if f.track_id in update.eyes)
                     happy = float(face.probs[list(card.labels).index("happy")])
                     dump.append((float(in_closed), *reading.raw_probs, happy, float(max(face.box[2:])),
                                  float(reading.contrast or 0.0)))

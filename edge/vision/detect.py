@@ -95,11 +95,16 @@ def face_template(grey: np.ndarray, box: Box) -> np.ndarray:
     return crop_face(grey, box, TEMPLATE_SIDE)
 
 
+def is_flat(image: np.ndarray) -> bool:
+    """A flat image correlates equally with everything, so a match against it proves nothing."""
+    return float(image.std()) < MIN_TEMPLATE_STD
+
+
 def appearance_score(grey: np.ndarray, box: Box, template: np.ndarray) -> float:
     """Normalized correlation of the face at ``box`` with ``template`` (1 = the same appearance); -1 when
-    either is flat, which matches anything equally and so proves nothing."""
+    either is flat."""
     current = face_template(grey, box)
-    if float(template.std()) < MIN_TEMPLATE_STD or float(current.std()) < MIN_TEMPLATE_STD:
+    if is_flat(template) or is_flat(current):
         return -1.0
     return float(cv2.matchTemplate(current, template, cv2.TM_CCOEFF_NORMED)[0, 0])
 
@@ -108,8 +113,8 @@ def hold_by_template(grey: np.ndarray, template: np.ndarray, previous: Box, min_
     """Where ``template`` (the face's last detected appearance) best matches the frame near ``previous``, at
     the previous size, when the normalized correlation reaches ``min_score``; otherwise None."""
     _, _, w, h = previous
-    if w <= 0 or h <= 0 or float(template.std()) < MIN_TEMPLATE_STD:
-        return None  # a flat template correlates equally everywhere
+    if w <= 0 or h <= 0 or is_flat(template):
+        return None
     scale = TEMPLATE_SIDE / max(w, h)
     x0, y0, x1, y1 = search_region(grey, previous)
     roi = grey[y0:y1, x0:x1]

@@ -59,10 +59,7 @@ class Pipeline:
                 continue
             template = track.extra.get("template")
             box = self.detector.redetect(grey, track.box) if cfg.redetect else None
-            # The relaxed search also finds false faces in texture; one that does not look like this face
-            # would keep a track alive on the background after the person left.
-            if box is not None and (cfg.redetect_min_score is None or (
-                    template is not None and appearance_score(grey, box, template) >= cfg.redetect_min_score)):
+            if box is not None and self._resembles(grey, box, template):
                 found.append(box)
                 continue
             # Only a face detected on HOLD_MIN_HITS detection frames is held: a one-frame false face on a
@@ -74,6 +71,15 @@ class Pipeline:
             if box is not None and not any(iou(box, b) > 0 for b in boxes + found):
                 held.append(box)
         return found, held
+
+    def _resembles(self, grey: np.ndarray, box: Box, template: np.ndarray | None) -> bool:
+        """Whether a box the relaxed search found looks like the track's face. That search also finds false
+        faces in texture; one that does not look like the face would keep a track alive on the background
+        after the person left."""
+        min_score = self.cfg.detector.redetect_min_score
+        if min_score is None:
+            return True
+        return template is not None and appearance_score(grey, box, template) >= min_score
 
     def process(self, frame: Frame) -> FrameResult:
         now = frame.timestamp
