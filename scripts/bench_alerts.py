@@ -19,6 +19,9 @@ Real faces (assembled at run time from ../shared/data; ``--split PublicTest`` to
    CEW train for PublicTest), open 1.5 s: closed-eye recall per frame, false "closed" on the open
    frames, and microsleep latency after onset (closure start + raise_at). Faces whose cascade pair was
    not both eyes (a box outside the face, or an eye still found beside the pasted patches) are skipped.
+   ``open_photo_shows_open_eyes`` repeats the alarm count for the runs whose "open" photo was checked by
+   eye and shows both eyes open (``scripts/closed_run_faces.json``: the faces ``--seed 0`` draws; a face
+   photographed with its eyes shut gives its run no closure to detect).
 
     python scripts/bench_alerts.py [--minutes 10] [--split PrivateTest] [--runs 60] [--json]
 """
@@ -41,7 +44,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from clips import render_drowsy_clip  # noqa: E402
-from real_face_sequences import Run, closed_runs, expression_runs, frames, load_closed_patches  # noqa: E402
+from real_face_sequences import (  # noqa: E402
+    Run,
+    closed_runs,
+    expression_runs,
+    frames,
+    load_closed_patches,
+    load_open_photo_labels,
+)
 
 from edge.bench import print_result  # noqa: E402
 from edge.capture.sources import Frame  # noqa: E402
@@ -129,17 +139,19 @@ def summarize_expression_set(out: dict[str, Any]) -> dict[str, Any]:
 def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) -> dict[str, Any]:
     closed_frames = [s for _, c, s, _ in out["eyes"] if c]
     open_frames = [s for _, c, s, _ in out["eyes"] if not c]
-    latencies, missed = [], 0
+    latency: list[float | None] = []  # per run: the first microsleep alarm after onset, None when none came
     micro = [e for e in out["alerts"]["driver"] if e["rule"] == "microsleep"]
     for start, run in zip(out["starts"], runs, strict=True):
         assert run.closed is not None
         onset = start + run.closed[0] + raise_at
         hit = [e["t"] for e in micro if start + run.closed[0] <= e["t"] <= start + run.duration_s]
-        if hit:
-            latencies.append(min(hit) - onset)
-        else:
-            missed += 1
+        latency.append(min(hit) - onset if hit else None)
+    latencies = [v for v in latency if v is not None]
+    missed = len(runs) - len(latencies)
     lat = np.asarray(latencies) if latencies else np.asarray([np.nan])
+    labels = load_open_photo_labels()
+    status = [labels.status(run.row) for run in runs]
+    checked = [v for v, st in zip(latency, status, strict=True) if st == "open"]
     return {
         "runs": len(runs),
         "closed_recall": round(closed_frames.count("closed") / max(1, len(closed_frames)), 4),
@@ -149,6 +161,11 @@ def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) 
         "latency_after_onset_s": {"median": round(float(np.median(lat)), 3), "max": round(float(np.max(lat)), 3),
                                   "within_0.5s": int(np.sum(lat <= 0.5 + 1e-6))},
         "other_alerts": dict(Counter(e["rule"] for e in out["alerts"]["driver"] if e["rule"] != "microsleep")),
+        "open_photo_shows_open_eyes": {
+            "runs": len(checked), "microsleep_detected": f"{sum(v is not None for v in checked)}/{len(checked)}",
+            "within_0.5s": sum(v is not None and v <= 0.5 + 1e-6 for v in checked),
+            "runs_photo_eyes_not_open": status.count("not_open"), "runs_unchecked": status.count("unchecked"),
+        },
     }
 
 
@@ -186,7 +203,8 @@ def closed_check(args: argparse.Namespace, cfg: AppConfig, fer: Any, labels: lis
     patches = load_closed_patches(data / "eyes" / "cew", cew_split, args.cew_photo_disjoint)
     rng = np.random.default_rng([args.seed, 99])
     neutral = fer.images[fer.labels == labels.index("neutral")]
-    runs = closed_runs(neutral, patches, rng, args.closed_runs, detector.detect)
+    rows = fer.rows[fer.labels == labels.index("neutral")] if fer.rows is not None else None
+    runs = closed_runs(neutral, patches, rng, args.closed_runs, detector.detect, rows=rows)
     driver_alerts = cfg.alerts.model_copy(update={"profile": "driver"})
     micro = driver_alerts.effective_rules()["microsleep"].raise_at
     out = run_real(runs, cfg, rng, args.temperature, args.eye_temperature)

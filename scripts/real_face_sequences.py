@@ -34,6 +34,7 @@ class Run:
     closed: tuple[float, float] | None
     label: str
     source_index: int
+    row: int | None = None  # the face's FER2013 CSV data row, when known
 
 
 def background(rng: np.random.Generator) -> np.ndarray:
@@ -120,7 +121,7 @@ def open_eye_left(closed_head: np.ndarray, eyes: list[Box], side: int) -> bool:
 def closed_runs(faces: np.ndarray, closed_patches: list[np.ndarray], rng: np.random.Generator, count: int,
                 detect: Detect,
                 open_before_s: float = 3.0, closed_s: float = 2.5, open_after_s: float = 1.5,
-                sides: tuple[int, int] = (110, 200)) -> list[Run]:
+                sides: tuple[int, int] = (110, 200), rows: np.ndarray | None = None) -> list[Run]:
     """Neutral faces whose eyes the cascade finds, shown open, then with CEW closed patches, then open. A face
     is skipped when its eye pair reaches outside the face or when, with both patches pasted, the cascade
     still finds an open eye: either way the pair was not its two eyes and the run would not be a closure."""
@@ -136,10 +137,37 @@ def closed_runs(faces: np.ndarray, closed_patches: list[np.ndarray], rng: np.ran
         if closed is None or not eyes_inside_face(eyes, side) or open_eye_left(closed, eyes, side):
             continue
         runs.append(Run(head, closed, side, open_before_s + closed_s + open_after_s,
-                        (open_before_s, open_before_s + closed_s), "closed", int(i)))
+                        (open_before_s, open_before_s + closed_s), "closed", int(i),
+                        None if rows is None else int(rows[i])))
         if len(runs) == count:
             break
     return runs
+
+
+OPEN_PHOTO_LABELS = Path(__file__).with_name("closed_run_faces.json")
+
+
+@dataclass(frozen=True)
+class OpenPhotoLabels:
+    """Hand labels of the faces closed runs draw: which were checked, and which of those do not show two open
+    eyes in the photo the run shows as "open" (``closed_run_faces.json`` says how they were made)."""
+
+    checked: frozenset[int]
+    not_open: dict[int, str]
+
+    def status(self, row: int | None) -> str:
+        """``open``, ``not_open`` or ``unchecked``."""
+        if row is None or row not in self.checked:
+            return "unchecked"
+        return "not_open" if row in self.not_open else "open"
+
+
+def load_open_photo_labels(path: Path = OPEN_PHOTO_LABELS) -> OpenPhotoLabels:
+    import json
+
+    doc = json.loads(path.read_text())
+    return OpenPhotoLabels(frozenset(int(r) for r in doc["checked_rows"]),
+                           {int(r): note for r, note in doc["eyes_not_open"].items()})
 
 
 def frames(runs: list[Run], fps: float, rng: np.random.Generator) -> Iterator[tuple[float, np.ndarray, Run, float]]:

@@ -163,3 +163,21 @@ def test_benchmark_runs_show_the_closed_head_exactly_during_its_span():
                                              frames(never, 10.0, np.random.default_rng(1)), strict=True):
         assert a.shape == (FRAME_H, FRAME_W)
         assert (not np.array_equal(a, b)) == (run.label == "closed" and 0.5 <= rt < 1.5), (t, rt)
+
+
+def test_hand_labels_of_the_closed_run_faces_are_consistent(tmp_path):
+    """The open-photo labels the alert benchmark reads: every face called not-open was checked, and a face
+    outside the checked set counts as unchecked, never as open."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(MODELS.parent / "scripts"))
+    from real_face_sequences import load_open_photo_labels
+
+    labels = load_open_photo_labels()
+    assert len(labels.checked) == 160 and set(labels.not_open) <= labels.checked
+    assert all(labels.status(r) == "not_open" for r in labels.not_open)
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"checked_rows": [1, 2], "eyes_not_open": {"2": "SHUT"}}))
+    small = load_open_photo_labels(path)
+    assert [small.status(r) for r in (1, 2, 3, None)] == ["open", "not_open", "unchecked", "unchecked"]

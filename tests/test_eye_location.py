@@ -77,6 +77,33 @@ def test_a_pair_far_from_where_eyes_can_be_is_not_an_anchor(face):
     assert est._anchors[3].samples == 0
 
 
+def upside_down(face: tuple[int, int, int, int]) -> np.ndarray:
+    """The frame with the face turned upside down inside its box: another appearance in the same place."""
+    x, y, w, h = face
+    other = grey().copy()
+    other[y : y + h, x : x + w] = other[y : y + h, x : x + w][::-1].copy()
+    return other
+
+
+def test_an_anchor_learned_on_one_face_is_not_used_for_another(face):
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
+    for k in range(6):
+        est.estimate(grey(), face, track=1, now=k * 0.25)
+    learned = est._anchors[1]
+    assert learned.samples > 0 and learned.appearance is not None
+    est.estimate(grey(eyes_closed=True), face, track=1, now=1.6)
+    assert est._anchors[1] is learned  # the same face with its eyes shut keeps its anchor
+    # A lost track's anchor goes to a new track in its place only when the face there resembles it.
+    est.forget(1)
+    est.estimate(upside_down(face), face, track=2, now=2.0)
+    assert est._anchors[2] is not learned and not est.seen_open(2)
+    est.estimate(grey(), face, track=3, now=2.1)
+    assert est._anchors[3] is learned
+    # Another face in the same track's box (one person replacing another between two frames) starts afresh.
+    est.estimate(upside_down(face), face, track=3, now=2.2)
+    assert est._anchors[3] is not learned and not est.seen_open(3)
+
+
 class EyeAndBrow:
     """The real eye cascade, plus the larger box it often puts around the left eye and its brow."""
 
@@ -97,6 +124,40 @@ def test_a_box_around_eye_and_brow_does_not_hide_the_pair(face):
     # The two largest boxes are no pair (one inside the other, or unlike in size); the pair is still found.
     assert len(est._cascade_pair(grey(), face, strict=False)) == 2
     assert est._cascade_pair(grey(), face, strict=True) == pair
+
+
+class OneEye:
+    """The real eye cascade, blind to the left eye (hair, a hand, a rolled head): only the rightmost box."""
+
+    def __init__(self, real: cv2.CascadeClassifier):
+        self.real = real
+
+    def detectMultiScale(self, image: np.ndarray, *args, **kwargs) -> list:
+        found = [tuple(int(v) for v in b) for b in self.real.detectMultiScale(image, *args, **kwargs)]
+        return [max(found)] if found else []
+
+
+def test_one_eye_seen_open_places_both_patches_until_a_pair_is_seen(face):
+    x, y, w, h = face
+    shifted = (x - round(0.08 * w), y - round(0.09 * h), w, h)  # the fixed positions miss both eyes
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
+    real = est._cascade
+    est._cascade = OneEye(real)
+    assert est._cascade_pair(grey(), shifted, strict=True) == []
+    assert off_eyes(est.locate(grey(), shifted, track=1)) > 8
+    for k in range(6):
+        reading = est.estimate(grey(), shifted, track=1, now=k * 0.25)
+    anchor = est._anchors[1]
+    assert anchor.samples > 0 and anchor.pairs == 0
+    assert off_eyes(reading.boxes) < 4  # the unseen left eye is placed from the right one
+    assert reading.closed_prob is not None and reading.closed_prob < 0.5
+    est._cascade = real
+    est.estimate(grey(), shifted, track=1, now=10.0)
+    assert anchor.pairs == 1 and anchor.samples == 1  # the first pair sighting replaces the one-eye placement
+    est._cascade = OneEye(real)
+    before = list(anchor.centres)
+    est.estimate(grey(), shifted, track=1, now=20.0)
+    assert anchor.centres == before  # after a pair, one-eye sightings no longer move the anchor
 
 
 def test_held_face_follows_the_face_not_the_background(face):

@@ -6,7 +6,11 @@ Three ways to locate the eyes, chosen in the config:
   OpenCV's eye cascade finds them; a pair found where eyes can be (near the geometry positions, side by
   side, alike in size) and read *open* by the eye model moves the track's anchors, kept relative to the
   face box. A closed eye lies where the open eye was, so the patches stay on the eyes when they close
-  and the cascade no longer finds them. Until a track has an anchor, the geometry positions are used.
+  and the cascade no longer finds them. When the cascade finds only one eye there (a rolled or turned
+  head, hair or a hand over the other), that eye read open places both patches: the other eye is taken
+  at the same offset from its geometry position, since a face box off the face moves both eyes alike.
+  Such one-eye sightings serve only until the track's first pair sighting. Until a track has an anchor,
+  the geometry positions are used.
   The cascade runs every ``ANCHOR_TRY_S`` until a track has ``ANCHOR_SAMPLES`` sightings, then once per
   ``ANCHOR_REFRESH_S``. A new track that starts near where a track ended less than ``RETIRED_KEEP_S`` ago
   takes over its anchor (the same face, found again after a nod or a detector gap).
@@ -41,7 +45,7 @@ import numpy as np
 
 from edge.contract import ModelCardError
 from edge.vision.classifier import load_model_with_card
-from edge.vision.detect import Box, cascade_path, crop_face
+from edge.vision.detect import Box, appearance_score, cascade_path, crop_face, face_template, is_flat
 from edge.vision.tracker import iou
 
 EYE_CENTRES = ((0.28, 0.37), (0.72, 0.37))
@@ -55,6 +59,10 @@ ANCHOR_OPEN_BELOW = 0.3  # a sighting counts only when the model reads both eyes
 OPEN_FRAMES = 3  # frames with both eyes read clearly open at their patches that also count as seeing them open
 PAIR_CANDIDATES = 6  # the largest eye-cascade boxes whose pairs the anchor check tries
 RETIRED_KEEP_S = 5.0  # a new track near a track lost this recently takes over its anchors
+# An anchor belongs to the face it was learned on: below this correlation with that face's appearance at its
+# last sighting, the face in the box is another person's (PublicTest: the same face scored >= 0.29 between
+# detections, open or closed eyes; different faces at the benchmark's cuts scored -0.33-0.72).
+ANCHOR_SAME_FACE = 0.2
 
 
 def plausible_pair(boxes: list[Box]) -> bool:
@@ -69,16 +77,30 @@ class EyeAnchor:
 
     centres: list[tuple[float, float]] = field(default_factory=lambda: list(EYE_CENTRES))
     samples: int = 0  # cascade sightings that moved the centres
+    pairs: int = 0  # of them, sightings of both eyes (the rest placed the other eye from one)
     open_frames: int = 0  # frames whose patches the model read clearly open
     last_try: float = -math.inf
     last_box: Box | None = None
     last_seen: float = -math.inf
+    appearance: np.ndarray | None = field(default=None, repr=False)  # the face (face_template) at the latest sighting
+
+    def fits(self, grey: np.ndarray, face: Box) -> bool:
+        """Whether the face in ``face`` can be the face this anchor was learned on (True when either looks
+        flat: a dark or washed-out frame proves nothing)."""
+        if self.appearance is None or is_flat(self.appearance) or is_flat(face_template(grey, face)):
+            return True
+        return appearance_score(grey, face, self.appearance) >= ANCHOR_SAME_FACE
 
     @property
     def seen_open(self) -> bool:
         return self.samples > 0 or self.open_frames >= OPEN_FRAMES
 
-    def add(self, centres: list[tuple[float, float]]) -> None:
+    def add(self, centres: list[tuple[float, float]], pair: bool = True) -> None:
+        if pair and self.pairs == 0:
+            self.samples = 0  # the first pair sighting replaces what one-eye sightings placed
+        elif not pair and self.pairs > 0:
+            return
+        self.pairs += pair
         weight = 1.0 / min(self.samples + 1, 2 * ANCHOR_SAMPLES)  # mean of the first sightings, then a slow EMA
         self.centres = [(ax + weight * (bx - ax), ay + weight * (by - ay))
                         for (ax, ay), (bx, by) in zip(self.centres, centres, strict=True)]
@@ -146,10 +168,36 @@ class EyeStateEstimator:
             return self.boxes_at(face, anchor.centres if anchor and anchor.samples else EYE_CENTRES)
         return self._cascade_pair(grey, face, strict=False)
 
-    def _cascade_pair(self, grey: np.ndarray, face: Box, strict: bool) -> list[Box]:
+    def _cascade_pair(self, grey: np.ndarray, face: Box, strict: bool, boxes: list[Box] | None = None) -> list[Box]:
         """The two largest eye-cascade boxes in the upper face, sorted left to right. ``strict``: the plausible
         pair (side by side, alike in size and height, each near its geometry position) nearest the geometry
         positions, or nothing."""
+        boxes = self._eye_boxes(grey, face) if boxes is None else boxes
+        if not strict:
+            return sorted(boxes[:2])
+        # The cascade often fires twice on one eye (a box around the eye and a larger one around eye and
+        # brow), so every pair is tried, not only the two largest boxes.
+        scored = [(off, pair) for pair in (sorted(two) for two in combinations(boxes[:PAIR_CANDIDATES], 2))
+                  if plausible_pair(pair) and (off := self._off_geometry(pair, face)) is not None]
+        return min(scored)[1] if scored else []
+
+    @staticmethod
+    def _lone_eye(boxes: list[Box], face: Box) -> list[tuple[float, float]] | None:
+        """Both eye centres (relative to the face box) from the one box, among the largest, nearest a geometry
+        position and within ANCHOR_REACH of it: the other eye at the same offset from its own position."""
+        x, y, w, h = face
+        best: tuple[float, float, float] | None = None
+        for bx, by, bw, bh in boxes[:PAIR_CANDIDATES]:
+            cx, cy = (bx + bw / 2 - x) / w, (by + bh / 2 - y) / h
+            for gx, gy in EYE_CENTRES:
+                dx, dy = cx - gx, cy - gy
+                if abs(dx) <= ANCHOR_REACH[0] and abs(dy) <= ANCHOR_REACH[1] \
+                        and (best is None or abs(dx) + abs(dy) < best[0]):
+                    best = (abs(dx) + abs(dy), dx, dy)
+        return None if best is None else [(gx + best[1], gy + best[2]) for gx, gy in EYE_CENTRES]
+
+    def _eye_boxes(self, grey: np.ndarray, face: Box) -> list[Box]:
+        """Eye-cascade boxes in the upper face, in frame pixels, largest first."""
         assert self._cascade is not None
         x, y, w, h = face
         x0, y0 = max(0, x), max(0, y)
@@ -166,13 +214,7 @@ class EyeStateEstimator:
         boxes = [(round(ex / zoom) + x0, round(ey / zoom) + y0, round(ew / zoom), round(eh / zoom))
                  for ex, ey, ew, eh in (found if len(found) else [])]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
-        if not strict:
-            return sorted(boxes[:2])
-        # The cascade often fires twice on one eye (a box around the eye and a larger one around eye and
-        # brow), so every pair is tried, not only the two largest boxes.
-        scored = [(off, pair) for pair in (sorted(two) for two in combinations(boxes[:PAIR_CANDIDATES], 2))
-                  if plausible_pair(pair) and (off := self._off_geometry(pair, face)) is not None]
-        return min(scored)[1] if scored else []
+        return boxes
 
     @staticmethod
     def _off_geometry(pair: list[Box], face: Box) -> float | None:
@@ -191,14 +233,16 @@ class EyeStateEstimator:
         patches = [crop_face(grey, b, self._size) for b in boxes]
         return patches, tuple(float(self.classifier.predict(p)[0][self._closed]) for p in patches)
 
-    def _anchor_for(self, track: int, face: Box, now: float) -> EyeAnchor:
+    def _anchor_for(self, grey: np.ndarray, track: int, face: Box, now: float) -> EyeAnchor:
         """The track's anchor; a new track takes over the anchor of a track lost near its box in the last
-        RETIRED_KEEP_S (a face re-found after a nod or a detector gap is the same face)."""
+        RETIRED_KEEP_S (a face re-found after a nod or a detector gap is the same face). An anchor whose
+        face no longer resembles the face in the box (another person in the same place) starts afresh."""
         anchor = self._anchors.get(track)
-        if anchor is None:
+        if anchor is None or not anchor.fits(grey, face):
             anchor = EyeAnchor()
             self._retired = [(t, a) for t, a in self._retired if now - t <= RETIRED_KEEP_S]
-            near = [a for _, a in self._retired if a.last_box is not None and iou(a.last_box, face) >= 0.3]
+            near = [a for _, a in self._retired if a.last_box is not None and iou(a.last_box, face) >= 0.3
+                    and a.fits(grey, face)]
             if near:
                 anchor = max(near, key=lambda a: a.last_seen)
                 self._retired = [(t, a) for t, a in self._retired if a is not anchor]
@@ -207,18 +251,23 @@ class EyeStateEstimator:
         return anchor
 
     def _learn_anchor(self, grey: np.ndarray, face: Box, track: int, now: float) -> None:
-        anchor = self._anchor_for(track, face, now)
+        anchor = self._anchor_for(grey, track, face, now)
         if not anchor.due(now):
             return
         anchor.last_try = now
-        pair = self._cascade_pair(grey, face, strict=True)
-        if not pair:
-            return
+        boxes = self._eye_boxes(grey, face)
+        pair = self._cascade_pair(grey, face, strict=True, boxes=boxes)
         x, y, w, h = face
-        centres = [((bx + bw / 2 - x) / w, (by + bh / 2 - y) / h) for bx, by, bw, bh in pair]
+        if pair:
+            centres = [((bx + bw / 2 - x) / w, (by + bh / 2 - y) / h) for bx, by, bw, bh in pair]
+        elif anchor.pairs or (lone := self._lone_eye(boxes, face)) is None:
+            return
+        else:
+            centres = lone
         _, probs = self._closed_probs(grey, self.boxes_at(face, centres))
         if max(probs) < ANCHOR_OPEN_BELOW:
-            anchor.add(centres)
+            anchor.add(centres, pair=bool(pair))
+            anchor.appearance = face_template(grey, face)
 
     def seen_open(self, track: int) -> bool:
         anchor = self._anchors.get(track)
