@@ -126,40 +126,6 @@ def test_a_box_around_eye_and_brow_does_not_hide_the_pair(face):
     assert est._cascade_pair(grey(), face, strict=True) == pair
 
 
-class OneEye:
-    """The real eye cascade, blind to the left eye (hair, a hand, a rolled head): only the rightmost box."""
-
-    def __init__(self, real: cv2.CascadeClassifier):
-        self.real = real
-
-    def detectMultiScale(self, image: np.ndarray, *args, **kwargs) -> list:
-        found = [tuple(int(v) for v in b) for b in self.real.detectMultiScale(image, *args, **kwargs)]
-        return [max(found)] if found else []
-
-
-def test_one_eye_seen_open_places_both_patches_until_a_pair_is_seen(face):
-    x, y, w, h = face
-    shifted = (x - round(0.08 * w), y - round(0.09 * h), w, h)  # the fixed positions miss both eyes
-    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
-    real = est._cascade
-    est._cascade = OneEye(real)
-    assert est._cascade_pair(grey(), shifted, strict=True) == []
-    assert off_eyes(est.locate(grey(), shifted, track=1)) > 8
-    for k in range(6):
-        reading = est.estimate(grey(), shifted, track=1, now=k * 0.25)
-    anchor = est._anchors[1]
-    assert anchor.samples > 0 and anchor.pairs == 0
-    assert off_eyes(reading.boxes) < 4  # the unseen left eye is placed from the right one
-    assert reading.closed_prob is not None and reading.closed_prob < 0.5
-    est._cascade = real
-    est.estimate(grey(), shifted, track=1, now=10.0)
-    assert anchor.pairs == 1 and anchor.samples == 1  # the first pair sighting replaces the one-eye placement
-    est._cascade = OneEye(real)
-    before = list(anchor.centres)
-    est.estimate(grey(), shifted, track=1, now=20.0)
-    assert anchor.centres == before  # after a pair, one-eye sightings no longer move the anchor
-
-
 def test_held_face_follows_the_face_not_the_background(face):
     template = face_template(grey(), face)
     shifted = np.roll(grey(eyes_closed=True), (3, 6), axis=(0, 1))

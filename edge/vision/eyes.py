@@ -6,11 +6,7 @@ Three ways to locate the eyes, chosen in the config:
   OpenCV's eye cascade finds them; a pair found where eyes can be (near the geometry positions, side by
   side, alike in size) and read *open* by the eye model moves the track's anchors, kept relative to the
   face box. A closed eye lies where the open eye was, so the patches stay on the eyes when they close
-  and the cascade no longer finds them. When the cascade finds only one eye there (a rolled or turned
-  head, hair or a hand over the other), that eye read open places both patches: the other eye is taken
-  at the same offset from its geometry position, since a face box off the face moves both eyes alike.
-  Such one-eye sightings serve only until the track's first pair sighting. Until a track has an anchor,
-  the geometry positions are used.
+  and the cascade no longer finds them. Until a track has an anchor, the geometry positions are used.
   The cascade runs every ``ANCHOR_TRY_S`` until a track has ``ANCHOR_SAMPLES`` sightings, then once per
   ``ANCHOR_REFRESH_S``. A new track that starts near where a track ended less than ``RETIRED_KEEP_S`` ago
   takes over its anchor (the same face, found again after a nod or a detector gap).
@@ -77,7 +73,6 @@ class EyeAnchor:
 
     centres: list[tuple[float, float]] = field(default_factory=lambda: list(EYE_CENTRES))
     samples: int = 0  # cascade sightings that moved the centres
-    pairs: int = 0  # of them, sightings of both eyes (the rest placed the other eye from one)
     open_frames: int = 0  # frames whose patches the model read clearly open
     last_try: float = -math.inf
     last_box: Box | None = None
@@ -95,12 +90,7 @@ class EyeAnchor:
     def seen_open(self) -> bool:
         return self.samples > 0 or self.open_frames >= OPEN_FRAMES
 
-    def add(self, centres: list[tuple[float, float]], pair: bool = True) -> None:
-        if pair and self.pairs == 0:
-            self.samples = 0  # the first pair sighting replaces what one-eye sightings placed
-        elif not pair and self.pairs > 0:
-            return
-        self.pairs += pair
+    def add(self, centres: list[tuple[float, float]]) -> None:
         weight = 1.0 / min(self.samples + 1, 2 * ANCHOR_SAMPLES)  # mean of the first sightings, then a slow EMA
         self.centres = [(ax + weight * (bx - ax), ay + weight * (by - ay))
                         for (ax, ay), (bx, by) in zip(self.centres, centres, strict=True)]
@@ -168,11 +158,11 @@ class EyeStateEstimator:
             return self.boxes_at(face, anchor.centres if anchor and anchor.samples else EYE_CENTRES)
         return self._cascade_pair(grey, face, strict=False)
 
-    def _cascade_pair(self, grey: np.ndarray, face: Box, strict: bool, boxes: list[Box] | None = None) -> list[Box]:
+    def _cascade_pair(self, grey: np.ndarray, face: Box, strict: bool) -> list[Box]:
         """The two largest eye-cascade boxes in the upper face, sorted left to right. ``strict``: the plausible
         pair (side by side, alike in size and height, each near its geometry position) nearest the geometry
         positions, or nothing."""
-        boxes = self._eye_boxes(grey, face) if boxes is None else boxes
+        boxes = self._eye_boxes(grey, face)
         if not strict:
             return sorted(boxes[:2])
         # The cascade often fires twice on one eye (a box around the eye and a larger one around eye and
@@ -180,21 +170,6 @@ class EyeStateEstimator:
         scored = [(off, pair) for pair in (sorted(two) for two in combinations(boxes[:PAIR_CANDIDATES], 2))
                   if plausible_pair(pair) and (off := self._off_geometry(pair, face)) is not None]
         return min(scored)[1] if scored else []
-
-    @staticmethod
-    def _lone_eye(boxes: list[Box], face: Box) -> list[tuple[float, float]] | None:
-        """Both eye centres (relative to the face box) from the one box, among the largest, nearest a geometry
-        position and within ANCHOR_REACH of it: the other eye at the same offset from its own position."""
-        x, y, w, h = face
-        best: tuple[float, float, float] | None = None
-        for bx, by, bw, bh in boxes[:PAIR_CANDIDATES]:
-            cx, cy = (bx + bw / 2 - x) / w, (by + bh / 2 - y) / h
-            for gx, gy in EYE_CENTRES:
-                dx, dy = cx - gx, cy - gy
-                if abs(dx) <= ANCHOR_REACH[0] and abs(dy) <= ANCHOR_REACH[1] \
-                        and (best is None or abs(dx) + abs(dy) < best[0]):
-                    best = (abs(dx) + abs(dy), dx, dy)
-        return None if best is None else [(gx + best[1], gy + best[2]) for gx, gy in EYE_CENTRES]
 
     def _eye_boxes(self, grey: np.ndarray, face: Box) -> list[Box]:
         """Eye-cascade boxes in the upper face, in frame pixels, largest first."""
@@ -255,18 +230,14 @@ class EyeStateEstimator:
         if not anchor.due(now):
             return
         anchor.last_try = now
-        boxes = self._eye_boxes(grey, face)
-        pair = self._cascade_pair(grey, face, strict=True, boxes=boxes)
-        x, y, w, h = face
-        if pair:
-            centres = [((bx + bw / 2 - x) / w, (by + bh / 2 - y) / h) for bx, by, bw, bh in pair]
-        elif anchor.pairs or (lone := self._lone_eye(boxes, face)) is None:
+        pair = self._cascade_pair(grey, face, strict=True)
+        if not pair:
             return
-        else:
-            centres = lone
+        x, y, w, h = face
+        centres = [((bx + bw / 2 - x) / w, (by + bh / 2 - y) / h) for bx, by, bw, bh in pair]
         _, probs = self._closed_probs(grey, self.boxes_at(face, centres))
         if max(probs) < ANCHOR_OPEN_BELOW:
-            anchor.add(centres, pair=bool(pair))
+            anchor.add(centres)
             anchor.appearance = face_template(grey, face)
 
     def seen_open(self, track: int) -> bool:
