@@ -103,7 +103,11 @@ def is_flat(image: np.ndarray) -> bool:
 def appearance_score(grey: np.ndarray, box: Box, template: np.ndarray) -> float:
     """Normalized correlation of the face at ``box`` with ``template`` (1 = the same appearance); -1 when
     either is flat."""
-    current = face_template(grey, box)
+    return template_score(face_template(grey, box), template)
+
+
+def template_score(current: np.ndarray, template: np.ndarray) -> float:
+    """Normalized correlation of two face templates of one size; -1 when either is flat."""
     if is_flat(template) or is_flat(current):
         return -1.0
     return float(cv2.matchTemplate(current, template, cv2.TM_CCOEFF_NORMED)[0, 0])
