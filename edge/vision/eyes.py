@@ -9,7 +9,9 @@ Three ways to locate the eyes, chosen in the config:
   and the cascade no longer finds them. Until a track has an anchor, the geometry positions are used.
   The cascade runs every ``ANCHOR_TRY_S`` until a track has ``ANCHOR_SAMPLES`` sightings, then once per
   ``ANCHOR_REFRESH_S``. A new track that starts near where a track ended less than ``RETIRED_KEEP_S`` ago
-  takes over its anchor (the same face, found again after a nod or a detector gap).
+  takes over its anchor (the same face, found again after a nod or a detector gap). An anchor keeps the
+  face's appearance at its latest sighting and is used only while the face in the box resembles it
+  (``ANCHOR_SAME_FACE``): another person in the same place gets fresh anchors.
 - ``geometry``: fixed positions inside the Haar face box, (0.28, 0.37) and (0.72, 0.37) of
   its width/height. These match where the eye cascade finds the eyes on an average frontal face, and
   cost nothing, but a face whose eyes sit elsewhere in its box gets patches partly off the eyes.
