@@ -104,23 +104,6 @@ def test_an_anchor_learned_on_one_face_is_not_used_for_another(face):
     assert est._anchors[3] is not learned and not est.seen_open(3)
 
 
-def test_a_head_rolled_sideways_gets_anchors_on_its_eyes(face):
-    # The photo turned 15 degrees about the face: a head leaning to one side, as a drowsy driver's does.
-    x, y, w, h = face
-    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), 15, 1.0)
-    rolled = cv2.warpAffine(grey(), turn, grey().shape[::-1], borderMode=cv2.BORDER_REPLICATE)
-    eyes = [tuple(turn @ np.array([ex, ey, 1.0])) for ex, ey in EYES]
-    found = HaarFaceDetector(AppConfig().detector).detect(rolled)
-    assert len(found) == 1
-    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
-    assert est._cascade_pair(rolled, found[0], strict=True) == []  # the cascade wants level eyes
-    for k in range(6):
-        reading = est.estimate(rolled, found[0], track=1, now=k * 0.25)
-    assert est._anchors[1].samples > 0
-    assert max(float(np.hypot(*np.subtract(centre(b), eye))) for b, eye in zip(reading.boxes, eyes, strict=True)) < 3
-    assert reading.closed_prob is not None and reading.closed_prob < 0.5
-
-
 class EyeAndBrow:
     """The real eye cascade, plus the larger box it often puts around the left eye and its brow."""
 

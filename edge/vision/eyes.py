@@ -6,9 +6,7 @@ Three ways to locate the eyes, chosen in the config:
   OpenCV's eye cascade finds them; a pair found where eyes can be (near the geometry positions, side by
   side, alike in size) and read *open* by the eye model moves the track's anchors, kept relative to the
   face box. A closed eye lies where the open eye was, so the patches stay on the eyes when they close
-  and the cascade no longer finds them. The cascade looks for level eyes, so when it finds no pair, the
-  face is searched again turned by ``ROLL_TRIES_DEG`` (a head leaning to one side). Until a track has an
-  anchor, the geometry positions are used.
+  and the cascade no longer finds them. Until a track has an anchor, the geometry positions are used.
   The cascade runs every ``ANCHOR_TRY_S`` until a track has ``ANCHOR_SAMPLES`` sightings, then once per
   ``ANCHOR_REFRESH_S``. A new track that starts near where a track ended less than ``RETIRED_KEEP_S`` ago
   takes over its anchor (the same face, found again after a nod or a detector gap). An anchor keeps the
@@ -59,7 +57,6 @@ ANCHOR_OPEN_BELOW = 0.3  # a sighting counts only when the model reads both eyes
 OPEN_FRAMES = 3  # frames with both eyes read clearly open at their patches that also count as seeing them open
 PAIR_CANDIDATES = 6  # the largest eye-cascade boxes whose pairs the anchor check tries
 RETIRED_KEEP_S = 5.0  # a new track near a track lost this recently takes over its anchors
-ROLL_TRIES_DEG = (12.0, -12.0)  # with no upright pair, the upper face is searched again turned by these angles
 # An anchor belongs to the face it was learned on: below this correlation with that face's appearance at its
 # last sighting, the face in the box is another person's (PublicTest: the same face scored >= 0.29 between
 # detections, open or closed eyes; different faces at the benchmark's cuts scored -0.33-0.72).
@@ -236,41 +233,15 @@ class EyeStateEstimator:
         if not anchor.due(now):
             return
         anchor.last_try = now
-        x, y, w, h = face
         pair = self._cascade_pair(grey, face, strict=True)
-        if pair:
-            centres = [((bx + bw / 2 - x) / w, (by + bh / 2 - y) / h) for bx, by, bw, bh in pair]
-        elif (rolled := self._rolled_pair(grey, face)) is not None:
-            centres = rolled
-        else:
+        if not pair:
             return
+        x, y, w, h = face
+        centres = [((bx + bw / 2 - x) / w, (by + bh / 2 - y) / h) for bx, by, bw, bh in pair]
         _, probs = self._closed_probs(grey, self.boxes_at(face, centres))
         if max(probs) < ANCHOR_OPEN_BELOW:
             anchor.add(centres)
             anchor.appearance = face_template(grey, face)
-
-    def _rolled_pair(self, grey: np.ndarray, face: Box) -> list[tuple[float, float]] | None:
-        """The eye centres (relative to the face box) of a head rolled sideways, whose eyes the cascade, trained
-        on level eyes, finds only with the face turned back: the region around the face is turned by each of
-        ROLL_TRIES_DEG about the face centre, searched, and the pair's centres turned back."""
-        x, y, w, h = face
-        margin = w // 4
-        x0, y0 = max(0, x - margin), max(0, y - margin)
-        region = grey[y0 : y + h + margin, x0 : x + w + margin]
-        if region.size == 0:
-            return None
-        local = (x - x0, y - y0, w, h)
-        centre = (x - x0 + w / 2, y - y0 + h / 2)
-        for angle in ROLL_TRIES_DEG:
-            turn = cv2.getRotationMatrix2D(centre, angle, 1.0)
-            turned = cv2.warpAffine(region, turn, region.shape[::-1], flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE)
-            pair = self._cascade_pair(turned, local, strict=True)
-            if pair:
-                back = cv2.invertAffineTransform(turn)
-                points = np.array([[bx + bw / 2, by + bh / 2, 1.0] for bx, by, bw, bh in pair]) @ back.T
-                return [((px + x0 - x) / w, (py + y0 - y) / h) for px, py in points]
-        return None
 
     def seen_open(self, track: int) -> bool:
         anchor = self._anchors.get(track)
