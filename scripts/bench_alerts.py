@@ -149,8 +149,8 @@ def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) 
     latencies = [v for v in latency if v is not None]
     missed = len(runs) - len(latencies)
     lat = np.asarray(latencies) if latencies else np.asarray([np.nan])
-    labels = load_open_photo_labels()
-    status = [labels.status(run.row) for run in runs]
+    photo_labels = load_open_photo_labels()
+    status = [photo_labels.status(run.row) for run in runs]
     checked = [v for v, st in zip(latency, status, strict=True) if st == "open"]
     return {
         "runs": len(runs),

@@ -9,6 +9,7 @@ eye region, feathered edges; :mod:`train.eye_composites`) for a known span of se
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -163,8 +164,6 @@ class OpenPhotoLabels:
 
 
 def load_open_photo_labels(path: Path = OPEN_PHOTO_LABELS) -> OpenPhotoLabels:
-    import json
-
     doc = json.loads(path.read_text())
     return OpenPhotoLabels(frozenset(int(r) for r in doc["checked_rows"]),
                            {int(r): note for r, note in doc["eyes_not_open"].items()})

@@ -43,7 +43,7 @@ import numpy as np
 
 from edge.contract import ModelCardError
 from edge.vision.classifier import load_model_with_card
-from edge.vision.detect import Box, cascade_path, crop_face, face_template, template_score
+from edge.vision.detect import Box, cascade_path, crop_face, face_template, is_flat, template_score
 from edge.vision.tracker import iou
 
 EYE_CENTRES = ((0.28, 0.37), (0.72, 0.37))
@@ -84,10 +84,10 @@ class EyeAnchor:
     def fits(self, grey: np.ndarray, face: Box) -> bool:
         """Whether the face in ``face`` can be the face this anchor was learned on (True when either looks
         flat: a dark or washed-out frame proves nothing)."""
-        if self.appearance is None:
+        current = face_template(grey, face)
+        if self.appearance is None or is_flat(self.appearance) or is_flat(current):
             return True
-        score = template_score(face_template(grey, face), self.appearance)
-        return score == -1.0 or score >= ANCHOR_SAME_FACE
+        return template_score(current, self.appearance) >= ANCHOR_SAME_FACE
 
     @property
     def seen_open(self) -> bool:
