@@ -12,7 +12,15 @@ from edge.capture.sources import Frame
 from edge.config import AppConfig
 from edge.daemon import load_classifier_for
 from edge.vision.detect import HaarFaceDetector, face_template, hold_by_template
-from edge.vision.eyes import ANCHOR_REFRESH_S, EYE_CENTRES, EyeGate, EyeStateEstimator
+from edge.vision.eyes import (
+    ANCHOR_REFRESH_S,
+    EYE_CENTRES,
+    MAX_ROLL_DEG,
+    EyeGate,
+    EyeStateEstimator,
+    plausible_pair,
+    rolled_pair,
+)
 from edge.vision.pipeline import Pipeline
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -102,6 +110,34 @@ def test_an_anchor_learned_on_one_face_is_not_used_for_another(face):
     # Another face in the same track's box (one person replacing another between two frames) starts afresh.
     est.estimate(upside_down(face), face, track=3, now=2.2)
     assert est._anchors[3] is not learned and not est.seen_open(3)
+
+
+def test_a_head_tilted_to_one_side_gets_anchors_on_its_eyes():
+    # The photo turned 16 degrees about the face: the eyes' top edges differ by more than a quarter eye width,
+    # which the pasting rule refuses, but the pair is well within MAX_ROLL_DEG.
+    g = grey()
+    x, y, w, h = HaarFaceDetector(AppConfig().detector).detect(g)[0]
+    turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), 16, 1.0)
+    tilted = cv2.warpAffine(g, turn, g.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
+    eyes = [tuple(turn @ (ex, ey, 1.0)) for ex, ey in EYES]
+    (face,) = HaarFaceDetector(AppConfig().detector).detect(tilted)
+    est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
+    found = est._cascade_pair(tilted, face, strict=False)
+    assert len(found) == 2 and not plausible_pair(found)
+    for k in range(6):
+        reading = est.estimate(tilted, face, track=1, now=k * 0.25)
+    assert est._anchors[1].samples > 0
+    assert max(float(np.hypot(*np.subtract(centre(b), eye))) for b, eye in zip(reading.boxes, eyes, strict=True)) < 3
+    assert reading.closed_prob is not None and reading.closed_prob < 0.5
+
+
+def test_an_eye_pair_tilted_past_the_roll_limit_is_not_a_pair():
+    def pair(degrees: float) -> list[tuple[int, int, int, int]]:
+        dy = round(50 * np.tan(np.radians(degrees)))
+        return [(100, 100, 30, 30), (150, 100 + dy, 30, 30)]
+
+    assert rolled_pair(pair(MAX_ROLL_DEG - 2)) and rolled_pair(pair(-(MAX_ROLL_DEG - 2)))
+    assert not rolled_pair(pair(MAX_ROLL_DEG + 2)) and not rolled_pair(pair(-(MAX_ROLL_DEG + 2)))
 
 
 class EyeAndBrow:
