@@ -21,7 +21,9 @@ Real faces (assembled at run time from ../shared/data; ``--split PublicTest`` to
    not both eyes (a box outside the face, or an eye still found beside the pasted patches) are skipped.
    ``open_photo_shows_open_eyes`` repeats the alarm count for the runs whose "open" photo was checked by
    eye and shows both eyes open (``scripts/closed_run_faces.json``: the faces ``--seed 0`` draws; a face
-   photographed with its eyes shut gives its run no closure to detect).
+   photographed with its eyes shut gives its run no closure to detect). ``face_tracked_before_closure``
+   repeats it for the runs whose face the daemon tracked during its open seconds (a face the detector never
+   finds while open, in this run's frames, is a detector miss: no eye reading is possible).
 
     python scripts/bench_alerts.py [--minutes 10] [--split PrivateTest] [--runs 60] [--json]
 """
@@ -97,6 +99,7 @@ def run_real(runs: list[Run], cfg: AppConfig, rng: np.random.Generator, temperat
     eyes: list[tuple[str, bool, str, float]] = []  # (run label, in closed span, state, run start)
     dump: list[tuple[float, ...]] = []  # per subject frame: closed span, p_left, p_right, happy, side, contrast
     starts: list[float] = []
+    tracked_before_closure: set[float] = set()  # starts of runs whose face was the subject before its closure
     t_end = 0.0
     for index, (t, grey, run, rt) in enumerate(frames(runs, FPS, rng)):
         if rt == 0.0:
@@ -114,6 +117,8 @@ def run_real(runs: list[Run], cfg: AppConfig, rng: np.random.Generator, temperat
                 else:
                     state = "closed" if reading.closed_prob >= cfg.eyes.closed_threshold else "open"
                 in_closed = run.closed is not None and run.closed[0] <= rt < run.closed[1]
+                if reading is not None and run.closed is not None and rt < run.closed[0]:
+                    tracked_before_closure.add(starts[-1])
                 eyes.append((run.label, in_closed, state, starts[-1]))
                 if reading is not None and len(reading.raw_probs) == 2:
                     face = next(f for f in result.faces if f.track_id in update.eyes)
@@ -121,7 +126,8 @@ def run_real(runs: list[Run], cfg: AppConfig, rng: np.random.Generator, temperat
                     dump.append((float(in_closed), *reading.raw_probs, happy, float(max(face.box[2:])),
                                  float(reading.contrast or 0.0)))
         t_end = t
-    return {"alerts": alerts, "eyes": eyes, "duration_s": t_end, "starts": starts, "dump": np.asarray(dump)}
+    return {"alerts": alerts, "eyes": eyes, "duration_s": t_end, "starts": starts, "dump": np.asarray(dump),
+            "tracked_before_closure": tracked_before_closure}
 
 
 def summarize_expression_set(out: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +158,7 @@ def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) 
     photo_labels = load_open_photo_labels()
     status = [photo_labels.status(run.row) for run in runs]
     checked = [v for v, st in zip(latency, status, strict=True) if st == "open"]
+    tracked = [v for v, start in zip(latency, out["starts"], strict=True) if start in out["tracked_before_closure"]]
     return {
         "runs": len(runs),
         "closed_recall": round(closed_frames.count("closed") / max(1, len(closed_frames)), 4),
@@ -165,6 +172,10 @@ def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) 
             "runs": len(checked), "microsleep_detected": f"{sum(v is not None for v in checked)}/{len(checked)}",
             "within_0.5s": sum(v is not None and v <= 0.5 + 1e-6 for v in checked),
             "runs_photo_eyes_not_open": status.count("not_open"), "runs_unchecked": status.count("unchecked"),
+        },
+        "face_tracked_before_closure": {
+            "runs": len(tracked), "microsleep_detected": f"{sum(v is not None for v in tracked)}/{len(tracked)}",
+            "within_0.5s": sum(v is not None and v <= 0.5 + 1e-6 for v in tracked),
         },
     }
 

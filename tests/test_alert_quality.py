@@ -181,3 +181,24 @@ def test_hand_labels_of_the_closed_run_faces_are_consistent(tmp_path):
     path.write_text(json.dumps({"checked_rows": [1, 2], "eyes_not_open": {"2": "SHUT"}}))
     small = load_open_photo_labels(path)
     assert [small.status(r) for r in (1, 2, 3, None)] == ["open", "not_open", "unchecked", "unchecked"]
+
+
+def test_closed_run_summary_counts_alarms_over_the_runs_whose_face_was_tracked_while_open():
+    """A run whose face the detector never found before its closure gives the eye logic nothing to judge: the
+    benchmark reports the alarms over all runs and, apart, over the runs tracked during their open seconds."""
+    import sys
+
+    sys.path.insert(0, str(MODELS.parent / "scripts"))
+    from bench_alerts import summarize_closed_set
+    from real_face_sequences import Run
+
+    head = np.zeros((10, 10), np.uint8)
+    runs = [Run(head, head, 100, 7.0, (3.0, 5.5), "closed", i) for i in range(3)]
+    starts = [0.0, 7.0, 14.0]
+    eyes = [("closed", True, "closed", s) for s in starts] + [("closed", False, "open", s) for s in starts[:2]]
+    alarm = {"rule": "microsleep", "t": 3.0 + 1.5 + 0.1}
+    out = {"starts": starts, "eyes": eyes, "alerts": {"driver": [alarm]}, "tracked_before_closure": {0.0, 7.0}}
+    summary = summarize_closed_set(out, runs, raise_at=1.5)
+    assert summary["microsleep_detected"] == "1/3"
+    assert summary["face_tracked_before_closure"] == {"runs": 2, "microsleep_detected": "1/2", "within_0.5s": 1}
+    assert summary["latency_after_onset_s"]["max"] == pytest.approx(0.1)
