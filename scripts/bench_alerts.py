@@ -142,6 +142,12 @@ def summarize_expression_set(out: dict[str, Any]) -> dict[str, Any]:
             "eye_frames": {k: round(v / frames_n, 4) for k, v in sorted(states.items())}}
 
 
+def alarm_counts(latency: list[float | None]) -> dict[str, Any]:
+    """Runs, microsleep alarms and alarms within onset + 0.5 s, from per-run latencies (None: no alarm)."""
+    return {"runs": len(latency), "microsleep_detected": f"{sum(v is not None for v in latency)}/{len(latency)}",
+            "within_0.5s": sum(v is not None and v <= 0.5 + 1e-6 for v in latency)}
+
+
 def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) -> dict[str, Any]:
     closed_frames = [s for _, c, s, _ in out["eyes"] if c]
     open_frames = [s for _, c, s, _ in out["eyes"] if not c]
@@ -169,14 +175,10 @@ def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) 
                                   "within_0.5s": int(np.sum(lat <= 0.5 + 1e-6))},
         "other_alerts": dict(Counter(e["rule"] for e in out["alerts"]["driver"] if e["rule"] != "microsleep")),
         "open_photo_shows_open_eyes": {
-            "runs": len(checked), "microsleep_detected": f"{sum(v is not None for v in checked)}/{len(checked)}",
-            "within_0.5s": sum(v is not None and v <= 0.5 + 1e-6 for v in checked),
+            **alarm_counts(checked),
             "runs_photo_eyes_not_open": status.count("not_open"), "runs_unchecked": status.count("unchecked"),
         },
-        "face_tracked_before_closure": {
-            "runs": len(tracked), "microsleep_detected": f"{sum(v is not None for v in tracked)}/{len(tracked)}",
-            "within_0.5s": sum(v is not None and v <= 0.5 + 1e-6 for v in tracked),
-        },
+        "face_tracked_before_closure": alarm_counts(tracked),
     }
 
 

@@ -62,6 +62,7 @@ RETIRED_KEEP_S = 5.0  # a new track near a track lost this recently takes over i
 # detections, open or closed eyes; different faces at the benchmark's cuts scored -0.33-0.72).
 ANCHOR_SAME_FACE = 0.2
 MAX_ROLL_DEG = 15.0  # eye pairs tilted more than this from level (a head leaning to a shoulder) are not eyes
+_MAX_ROLL_SLOPE = math.tan(math.radians(MAX_ROLL_DEG))
 
 
 def plausible_pair(boxes: list[Box]) -> bool:
@@ -77,7 +78,7 @@ def rolled_pair(boxes: list[Box]) -> bool:
     the alert benchmark; the anchors also accept a head tilted further."""
     (lx, ly, lw, lh), (rx, ry, rw, rh) = boxes
     dx, dy = (rx + rw / 2) - (lx + lw / 2), (ry + rh / 2) - (ly + lh / 2)
-    return rx >= lx + 0.8 * lw and 0.7 < lw / rw < 1.4 and abs(dy) <= math.tan(math.radians(MAX_ROLL_DEG)) * dx
+    return rx >= lx + 0.8 * lw and 0.7 < lw / rw < 1.4 and abs(dy) <= _MAX_ROLL_SLOPE * dx
 
 
 @dataclass
