@@ -16,9 +16,10 @@ Real faces (assembled at run time from ../shared/data; ``--split PublicTest`` to
    subject's eye readings (closed / open / unknown and why).
 4. closed = open-eyed neutral faces (eyes found by OpenCV's eye cascade) shown open 3 s, with CEW
    closed-eye patches pasted on the eyes for 2.5 s (CEW val for PrivateTest, the held-out part of
-   CEW train for PublicTest), open 1.5 s: closed-eye recall per frame, false "closed" on the open
-   frames, and microsleep latency after onset (closure start + raise_at). Faces whose cascade pair was
-   not both eyes (a box outside the face, or an eye still found beside the pasted patches) are skipped.
+   CEW train for PublicTest; opaque over the eye, turned to the eye line, skin level matched, no seam),
+   open 1.5 s: closed-eye recall per frame, false "closed" on the open frames, and microsleep latency
+   after onset (closure start + raise_at). Faces whose cascade pair was not both eyes (a box outside the
+   face, or an eye still found beside the pasted patches) are skipped.
    ``open_photo_shows_open_eyes`` repeats the alarm count for the runs whose "open" photo was checked by
    eye and shows both eyes open (``scripts/closed_run_faces.json``: the faces ``--seed 0`` draws; a face
    photographed with its eyes shut gives its run no closure to detect). ``face_tracked_before_closure``

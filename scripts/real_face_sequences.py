@@ -3,8 +3,12 @@
 Data cannot be committed, so nothing here is stored: each FER2013 face (48x48) is padded, upscaled to a
 realistic face size and placed on a textured background with a little head motion, held for several
 seconds as one identity-like run. Closed-eye runs take an open-eyed neutral face, find its eyes with
-OpenCV's eye cascade, and paste CEW closed-eye patches there (mean brightness matched to the
-eye region, feathered edges; :mod:`train.eye_composites`) for a known span of seconds.
+OpenCV's eye cascade, and paste CEW closed-eye patches there for a known span of seconds
+(:func:`paste_closure`: opaque over the eye, turned to the eye line, its skin level matched to the skin
+around the eye, fading into the face over a margin of the patch's own border). The eye model's training
+composites paste the same CEW patches more simply (:func:`train.eye_composites.paste_eyes`: level, mean
+matched to the eye region, a faint seam), so the benchmark's closures are not drawn the way the model
+learnt them.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import cv2
 import numpy as np
 
 from edge.vision.detect import Box, cascade_path
-from train.eye_composites import PAD, PASTE_SIDE, find_eyes, paste_eyes, upscale_head
+from train.eye_composites import PAD, PASTE_SIDE, find_eyes, upscale_head
 
 FRAME_W, FRAME_H = 640, 360  # the issue's footage size
 
@@ -97,6 +101,51 @@ def eyes_inside_face(eyes: list[Box], side: int) -> bool:
     return all(lo <= x and x + w <= hi and lo <= y and y + h <= hi for x, y, w, h in eyes)
 
 
+CLOSURE_MARGIN = 0.04  # of the face side: skin reflected around a pasted patch, where it fades into the face
+
+
+@lru_cache(maxsize=64)
+def _closure_masks(patch_side: int, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """(blend, ring) for a patch of ``patch_side`` pixels inside a square with ``margin`` more on each side:
+    the blend is 1 over the ellipse the patch fills (the eye is covered in full, none of it shows through),
+    falls smoothly to 0 across the margin (no seam), and the ring is that fading margin (skin only)."""
+    side = patch_side + 2 * margin
+    ellipse = np.zeros((side, side), np.uint8)
+    cv2.ellipse(ellipse, (side // 2, side // 2), (patch_side // 2, int(patch_side * 0.42)), 0, 0, 360, 1, -1)
+    outside = cv2.distanceTransform(1 - ellipse, cv2.DIST_L2, 5)
+    fade = np.clip(1 - outside / max(1, margin - 1), 0, 1)  # 0 on the outermost pixels, on every side
+    return (fade * fade * (3 - 2 * fade)).astype(np.float32), (outside > 0) & (outside <= margin)
+
+
+def paste_closure(head: np.ndarray, eyes: list[Box], patches: list[np.ndarray], face_side: int) -> np.ndarray | None:
+    """The head with a closed-eye patch centred on each eye box at CEW's scale: opaque over the eye, with the
+    patch's own border reflected around it as a margin that fades into the face; turned to the line through
+    the two eyes (a leaning head's eyelids lean with it); its lid (the patch's median) set to the skin around
+    the eye (the margin's ring) rather than to the eye region's mean; its contrast at most the eye region's.
+    None when the square would not fit inside the head image."""
+    (lx, ly, lw, lh), (rx, ry, rw, rh) = eyes
+    angle = float(np.degrees(np.arctan2((ry + rh / 2) - (ly + lh / 2), (rx + rw / 2) - (lx + lw / 2))))
+    patch_side = round(PASTE_SIDE * face_side)
+    margin = max(2, round(CLOSURE_MARGIN * face_side))
+    side = patch_side + 2 * margin
+    blend, ring = _closure_masks(patch_side, margin)
+    out = head.astype(np.float32).copy()
+    for (x, y, w, h), patch in zip(eyes, patches, strict=True):
+        x0, y0 = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
+        region = out[y0 : y0 + side, x0 : x0 + side]
+        if x0 < 0 or y0 < 0 or region.shape != (side, side):
+            return None
+        p = cv2.resize(patch, (patch_side, patch_side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        p = cv2.copyMakeBorder(p, margin, margin, margin, margin, cv2.BORDER_REFLECT)
+        turn = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), -angle, 1.0)
+        p = cv2.warpAffine(p, turn, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        # An open eye (white against iris) is the region's strongest contrast: a closed lid has no more.
+        gain = min(1.0, float(region.std()) / max(1e-6, float(p.std())))
+        p = (p - float(np.median(p))) * gain + float(np.median(region[ring]))
+        out[y0 : y0 + side, x0 : x0 + side] = blend * p + (1 - blend) * region
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 @lru_cache(maxsize=1)
 def _eye_cascade() -> cv2.CascadeClassifier:
     return cv2.CascadeClassifier(str(cascade_path("haarcascade_eye.xml")))
@@ -134,7 +183,7 @@ def closed_runs(faces: np.ndarray, closed_patches: list[np.ndarray], rng: np.ran
         if eyes is None or not detectable(head, detect, rng):
             continue
         patches = [closed_patches[int(k)] for k in rng.choice(len(closed_patches), size=2, replace=False)]
-        closed = paste_eyes(head, eyes, patches, side)
+        closed = paste_closure(head, eyes, patches, side)
         if closed is None or not eyes_inside_face(eyes, side) or open_eye_left(closed, eyes, side):
             continue
         runs.append(Run(head, closed, side, open_before_s + closed_s + open_after_s,

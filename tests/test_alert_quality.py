@@ -165,6 +165,41 @@ def test_benchmark_runs_show_the_closed_head_exactly_during_its_span():
         assert (not np.array_equal(a, b)) == (run.label == "closed" and 0.5 <= rt < 1.5), (t, rt)
 
 
+def test_benchmark_closures_lean_with_the_eyes_take_the_faces_skin_and_leave_no_seam():
+    """The benchmark's closed-eye paste (scripts/real_face_sequences.paste_closure): a patch from a darker photo
+    covers the eye, takes the skin level around it, turns with the eye line, and leaves the square's edge
+    untouched."""
+    import sys
+
+    sys.path.insert(0, str(MODELS.parent / "scripts"))
+    import cv2
+    from real_face_sequences import paste_closure
+
+    head = np.full((200, 200), 180, np.uint8)
+    cv2.circle(head, (60, 80), 6, 40, -1)  # two dark irises on pale skin
+    cv2.circle(head, (140, 109), 6, 40, -1)  # the right eye lower: the eye line leans 20 degrees
+    lid = np.full((24, 24), 60, np.uint8)  # a closed eye from a darker photo: lid skin 60, a lash line 10
+    lid[13:15, 3:21] = 10
+    side, face = 36 + 2 * 6, 140  # PASTE_SIDE x face side, and the fading margin around it
+    eyes = [(48, 68, 24, 24), (128, 97, 24, 24)]
+    shut = paste_closure(head, eyes, [lid, lid], face)
+    assert shut is not None
+    for x, y, _, _ in eyes:
+        x0, y0 = x + 12 - side // 2, y + 12 - side // 2
+        square = shut[y0 : y0 + side, x0 : x0 + side].astype(int)
+        before = head[y0 : y0 + side, x0 : x0 + side].astype(int)
+        edge = np.concatenate([square[0] - before[0], square[-1] - before[-1], square[:, 0] - before[:, 0],
+                               square[:, -1] - before[:, -1]])
+        assert not edge.any()  # feathered to nothing: no seam
+        assert abs(np.median(square) - 180) <= 3  # the lid is the face's skin, not the darker photo's
+        assert square.min() > 100  # no part of the iris shows through
+        lash = np.argwhere(square < 150)  # the lash line, 50 under the lid as in the patch
+        assert len(lash) > 10
+        dy, dx = np.polyfit(lash[:, 1], lash[:, 0], 1)[0], 1.0
+        assert abs(np.degrees(np.arctan2(dy, dx)) - 20) < 4  # leaning with the eye line
+    assert paste_closure(head, [(0, 0, 8, 8), eyes[1]], [lid, lid], face) is None  # a patch past the edge
+
+
 def test_hand_labels_of_the_closed_run_faces_are_consistent(tmp_path):
     """The open-photo labels the alert benchmark reads: every face called not-open was checked, and a face
     outside the checked set counts as unchecked, never as open."""
