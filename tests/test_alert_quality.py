@@ -195,8 +195,8 @@ def test_benchmark_closures_lean_with_the_eyes_take_the_faces_skin_and_leave_no_
         assert square.min() > 100  # no part of the iris shows through
         lash = np.argwhere(square < 150)  # the lash line, 50 under the lid as in the patch
         assert len(lash) > 10
-        dy, dx = np.polyfit(lash[:, 1], lash[:, 0], 1)[0], 1.0
-        assert abs(np.degrees(np.arctan2(dy, dx)) - 20) < 4  # leaning with the eye line
+        slope = np.polyfit(lash[:, 1], lash[:, 0], 1)[0]  # rows per column
+        assert abs(np.degrees(np.arctan(slope)) - 20) < 4  # leaning with the eye line
     assert paste_closure(head, [(0, 0, 8, 8), eyes[1]], [lid, lid], face) is None  # a patch past the edge
 
 
