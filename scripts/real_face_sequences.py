@@ -121,7 +121,8 @@ def paste_closure(head: np.ndarray, eyes: list[Box], patches: list[np.ndarray], 
     """The head with a closed-eye patch centred on each eye box at CEW's scale: opaque over the eye, with the
     patch's own border reflected around it as a margin that fades into the face; turned to the line through
     the two eyes (a leaning head's eyelids lean with it); its lid (the patch's median) set to the skin around
-    the eye (the margin's ring) rather than to the eye region's mean; its contrast at most the eye region's.
+    the eye (the margin's ring) rather than to the eye region's mean; its contrast at most that of the face
+    under its square.
     None when the square would not fit inside the head image."""
     (lx, ly, lw, lh), (rx, ry, rw, rh) = eyes
     angle = float(np.degrees(np.arctan2((ry + rh / 2) - (ly + lh / 2), (rx + rw / 2) - (lx + lw / 2))))
@@ -139,7 +140,7 @@ def paste_closure(head: np.ndarray, eyes: list[Box], patches: list[np.ndarray], 
         p = cv2.copyMakeBorder(p, margin, margin, margin, margin, cv2.BORDER_REFLECT)
         turn = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), -angle, 1.0)
         p = cv2.warpAffine(p, turn, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        # An open eye (white against iris) is the region's strongest contrast: a closed lid has no more.
+        # An open eye (white against iris) is the strongest contrast around it: a closed lid has no more.
         gain = min(1.0, float(region.std()) / max(1e-6, float(p.std())))
         p = (p - float(np.median(p))) * gain + float(np.median(region[ring]))
         out[y0 : y0 + side, x0 : x0 + side] = blend * p + (1 - blend) * region

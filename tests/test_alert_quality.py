@@ -173,14 +173,18 @@ def test_benchmark_closures_lean_with_the_eyes_take_the_faces_skin_and_leave_no_
 
     sys.path.insert(0, str(MODELS.parent / "scripts"))
     import cv2
-    from real_face_sequences import paste_closure
+    from real_face_sequences import CLOSURE_MARGIN, paste_closure
+
+    from train.eye_composites import PASTE_SIDE
 
     head = np.full((200, 200), 180, np.uint8)
     cv2.circle(head, (60, 80), 6, 40, -1)  # two dark irises on pale skin
     cv2.circle(head, (140, 109), 6, 40, -1)  # the right eye lower: the eye line leans 20 degrees
     lid = np.full((24, 24), 60, np.uint8)  # a closed eye from a darker photo: lid skin 60, a lash line 10
     lid[13:15, 3:21] = 10
-    side, face = 36 + 2 * 6, 140  # PASTE_SIDE x face side, and the fading margin around it
+    face = 140
+    side = round(PASTE_SIDE * face) + 2 * round(CLOSURE_MARGIN * face)  # the patch and its fading margin
+    assert side == 48
     eyes = [(48, 68, 24, 24), (128, 97, 24, 24)]
     shut = paste_closure(head, eyes, [lid, lid], face)
     assert shut is not None
