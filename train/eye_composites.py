@@ -12,7 +12,8 @@ makes patches of the daemon's kind from FER2013 faces (any expression, laughs in
 
 Each face is upscaled to a random size in a camera's range, a little sensor noise is added, and the patch
 square is jittered by the amount the face box and the anchors move from frame to frame.
-The alert benchmark (``scripts/real_face_sequences.py``) pastes closures with the same functions.
+The alert benchmark (``scripts/real_face_sequences.py``) finds eyes and sizes faces with the same functions
+but pastes its closures its own way (``paste_closure``), so they are not drawn the way the model learnt them.
 """
 
 from __future__ import annotations
