@@ -159,8 +159,8 @@ def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) 
         onset = start + run.closed[0] + raise_at
         hit = [e["t"] for e in micro if start + run.closed[0] <= e["t"] <= start + run.duration_s]
         latency.append(min(hit) - onset if hit else None)
+    overall = alarm_counts(latency)
     latencies = [v for v in latency if v is not None]
-    missed = len(runs) - len(latencies)
     lat = np.asarray(latencies) if latencies else np.asarray([np.nan])
     photo_labels = load_open_photo_labels()
     status = [photo_labels.status(run.row) for run in runs]
@@ -171,9 +171,9 @@ def summarize_closed_set(out: dict[str, Any], runs: list[Run], raise_at: float) 
         "closed_recall": round(closed_frames.count("closed") / max(1, len(closed_frames)), 4),
         "closed_span_states": {k: round(v / len(closed_frames), 4) for k, v in sorted(Counter(closed_frames).items())},
         "false_closed_open_frames": round(open_frames.count("closed") / max(1, len(open_frames)), 4),
-        "microsleep_detected": f"{len(runs) - missed}/{len(runs)}",
+        "microsleep_detected": overall["microsleep_detected"],
         "latency_after_onset_s": {"median": round(float(np.median(lat)), 3), "max": round(float(np.max(lat)), 3),
-                                  "within_0.5s": int(np.sum(lat <= 0.5 + 1e-6))},
+                                  "within_0.5s": overall["within_0.5s"]},
         "other_alerts": dict(Counter(e["rule"] for e in out["alerts"]["driver"] if e["rule"] != "microsleep")),
         "open_photo_shows_open_eyes": {
             **alarm_counts(checked),

@@ -130,6 +130,7 @@ def paste_closure(head: np.ndarray, eyes: list[Box], patches: list[np.ndarray], 
     margin = max(2, round(CLOSURE_MARGIN * face_side))
     side = patch_side + 2 * margin
     blend, ring = _closure_masks(patch_side, margin)
+    turn = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), -angle, 1.0)  # one eye line, both patches
     out = head.astype(np.float32).copy()
     for (x, y, w, h), patch in zip(eyes, patches, strict=True):
         x0, y0 = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
@@ -138,7 +139,6 @@ def paste_closure(head: np.ndarray, eyes: list[Box], patches: list[np.ndarray], 
             return None
         p = cv2.resize(patch, (patch_side, patch_side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
         p = cv2.copyMakeBorder(p, margin, margin, margin, margin, cv2.BORDER_REFLECT)
-        turn = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), -angle, 1.0)
         p = cv2.warpAffine(p, turn, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         # An open eye (white against iris) is the strongest contrast around it: a closed lid has no more.
         gain = min(1.0, float(region.std()) / max(1e-6, float(p.std())))

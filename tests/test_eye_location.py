@@ -116,11 +116,12 @@ def test_a_head_tilted_to_one_side_gets_anchors_on_its_eyes():
     # The photo turned 16 degrees about the face: the eyes' top edges differ by more than a quarter eye width,
     # which the pasting rule refuses, but the pair is well within MAX_ROLL_DEG.
     g = grey()
-    x, y, w, h = HaarFaceDetector(AppConfig().detector).detect(g)[0]
+    detector = HaarFaceDetector(AppConfig().detector)
+    x, y, w, h = detector.detect(g)[0]
     turn = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), 16, 1.0)
     tilted = cv2.warpAffine(g, turn, g.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
     eyes = [tuple(turn @ (ex, ey, 1.0)) for ex, ey in EYES]
-    (face,) = HaarFaceDetector(AppConfig().detector).detect(tilted)
+    (face,) = detector.detect(tilted)
     est = EyeStateEstimator(MODELS / "eye_state_int8.tflite", method="anchored")
     found = est._cascade_pair(tilted, face, strict=False)
     assert len(found) == 2 and not plausible_pair(found)
